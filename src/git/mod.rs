@@ -1,0 +1,15 @@
+//! The git wire protocol over smart HTTP, built on gix-transport: refs of a source (protocol v2
+//! `ls-refs`), refs and capabilities of a target (receive-pack advertisement), a fetch whose pack streams
+//! straight into the target's `git-receive-pack` request, and the target's report-status.
+//!
+//! gix has no push; everything push-side is written here on gix-transport's generic request API.
+
+mod connection;
+mod error;
+pub mod pack_stream;
+mod pktline;
+pub mod receive_pack;
+pub mod upload_pack;
+
+pub use connection::{Credentials, Endpoint};
+pub use error::GitError;

@@ -1,0 +1,371 @@
+//! One mirror run: select the repositories, mirror them in parallel (bounded by `MIRROR_CONCURRENCY`),
+//! isolate every failure — network, protocol, refusal, even a panic — in that repository's outcome,
+//! stop starting new ones when the deadline is near, and gather the report.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+
+use crate::git::pack_stream::{empty_pack, PackStream};
+use crate::git::upload_pack::SourceConnection;
+use crate::git::{Endpoint, GitError};
+use crate::plan::{self, Ancestry, Plan, Policy};
+use crate::report::{RefReport, RepoReport, RepoStatus, RunReport, Totals};
+use crate::settings::Settings;
+use crate::source::{self, GitHub, SourceRepo};
+use crate::target::{Mirror, TargetError, Targets};
+
+/// What the run does to targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Mirror.
+    Run,
+    /// Plan and report; change nothing.
+    DryRun,
+    /// Only check whether every mirror is in sync; change nothing.
+    Status,
+}
+
+impl Mode {
+    pub fn changes_targets(self) -> bool {
+        self == Mode::Run
+    }
+}
+
+/// Time kept back before the deadline: a repository is not started with less than this left, and
+/// transfers are cut this long before it so the report always goes out.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+/// A repository transfer on the command line (no invocation deadline) gives up after this long.
+pub const REPOSITORY_TIME_LIMIT: Duration = Duration::from_secs(3600);
+
+/// A failure of one repository.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("the target refused {count} ref update(s): {details}")]
+    Refused { count: usize, details: String },
+    #[error("after the push the target does not hold what was pushed: {0}")]
+    Mismatch(String),
+    #[error("the pack from the source did not arrive whole ({bytes} bytes)")]
+    UnverifiedPack { bytes: u64 },
+    #[error("{0}")]
+    NotSelected(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Everything a repository's task needs, shared by all of them.
+struct RunContext {
+    settings: Settings,
+    mode: Mode,
+    github: GitHub,
+    targets: Targets,
+    deadline: Option<Instant>,
+    backup_stamp: String,
+    handle: Handle,
+}
+
+/// Called with each repository's report as soon as it is done (the log).
+pub type Observer = Arc<dyn Fn(&RepoReport) + Send + Sync>;
+
+/// Runs once: lists, selects and mirrors (or checks) every repository. `only` restricts the run to these
+/// source repositories. Never fails as a whole: failures are in the report.
+pub async fn run(
+    settings: &Settings,
+    mode: Mode,
+    only: &[String],
+    deadline: Option<Instant>,
+    targets: Targets,
+    observer: Observer,
+) -> RunReport {
+    let started = Instant::now();
+    let started_at = time::OffsetDateTime::now_utc();
+    let mut report = RunReport {
+        ok: false,
+        dry_run: !mode.changes_targets(),
+        source: settings.source_label(),
+        target: targets.label(),
+        started_at: started_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        duration_ms: 0,
+        totals: Totals::default(),
+        repos: Vec::new(),
+        error: None,
+        metrics_error: None,
+    };
+    match select_and_mirror(settings, mode, only, deadline, targets, observer, started_at).await {
+        Ok(repos) => report.repos = repos,
+        Err(error) => report.error = Some(error),
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.finish();
+    report
+}
+
+async fn select_and_mirror(
+    settings: &Settings,
+    mode: Mode,
+    only: &[String],
+    deadline: Option<Instant>,
+    targets: Targets,
+    observer: Observer,
+    started_at: time::OffsetDateTime,
+) -> Result<Vec<RepoReport>, String> {
+    let github = GitHub::connect(&settings.github_api_url, &settings.org, &settings.github_auth)
+        .await
+        .map_err(|err| err.to_string())?;
+    let listing = github.list_repositories().await.map_err(|err| err.to_string())?;
+    let mut filter = settings.filter.clone();
+    filter.only = only.to_vec();
+    let mut selection = source::select(listing, &filter);
+    if selection.repos.is_empty() && selection.missing.is_empty() {
+        return Err(format!(
+            "no repository of {} was selected (topic {:?}, include {:?}, exclude {:?}): nothing to mirror",
+            settings.org,
+            settings.filter.topic.as_deref().unwrap_or("any"),
+            settings.filter.include.as_ref().map(|r| r.as_str()).unwrap_or("any"),
+            settings.filter.exclude.as_ref().map(|r| r.as_str()).unwrap_or("none"),
+        ));
+    }
+    // Most recently pushed first: if deadlines keep cutting runs short, the active repositories still
+    // converge, and the ones left over are those that changed least recently.
+    selection.repos.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then_with(|| a.name.cmp(&b.name)));
+
+    let stamp = started_at
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .unwrap_or_else(|_| "backup".into());
+    let context = Arc::new(RunContext {
+        settings: settings.clone(),
+        mode,
+        github,
+        targets,
+        deadline,
+        backup_stamp: stamp,
+        handle: Handle::current(),
+    });
+    let semaphore = Arc::new(Semaphore::new(settings.concurrency));
+    let mut tasks = Vec::new();
+    for repo in selection.repos {
+        let context = context.clone();
+        let semaphore = semaphore.clone();
+        let observer = observer.clone();
+        tasks.push(tokio::spawn(async move {
+            let target_name = format!("{}{}", context.settings.target_prefix, repo.name);
+            let report = match semaphore.acquire_owned().await {
+                Ok(_permit) => mirror_in_task(context, repo, target_name).await,
+                Err(_) => RepoReport::failed(&repo.name, &target_name, "the run was shut down".into(), 0),
+            };
+            observer(&report);
+            report
+        }));
+    }
+    let mut repos = Vec::new();
+    for (name, why) in selection.missing {
+        let report = RepoReport::failed(&name, &format!("{}{name}", settings.target_prefix), RepoError::NotSelected(format!("not mirrored: {why}")).to_string(), 0);
+        observer(&report);
+        repos.push(report);
+    }
+    for task in tasks {
+        match task.await {
+            Ok(report) => repos.push(report),
+            Err(err) => repos.push(RepoReport::failed("?", "?", format!("internal error: {err}"), 0)),
+        }
+    }
+    Ok(repos)
+}
+
+/// Mirrors one repository on a blocking thread; a panic there becomes this repository's failure.
+async fn mirror_in_task(context: Arc<RunContext>, repo: SourceRepo, target_name: String) -> RepoReport {
+    if let Some(deadline) = context.deadline {
+        if deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN * 2 {
+            return RepoReport::skipped(&repo.name, &target_name, "deadline");
+        }
+    }
+    let started = Instant::now();
+    let name = repo.name.clone();
+    let target = target_name.clone();
+    let outcome = tokio::task::spawn_blocking(move || mirror_repository(&context, &repo, &target)).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(mut report) => {
+            report.duration_ms = duration_ms;
+            report
+        }
+        Err(err) => {
+            let why = if err.is_panic() {
+                let panic = err.into_panic();
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into())
+            } else {
+                err.to_string()
+            };
+            RepoReport::failed(&name, &target_name, RepoError::Internal(format!("the task failed: {why}")).to_string(), duration_ms)
+        }
+    }
+}
+
+/// The state of one repository while it is mirrored.
+struct Progress {
+    changes: Vec<plan::RefChange>,
+    objects: u64,
+    bytes: u64,
+    created: bool,
+    applied: bool,
+}
+
+fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str) -> RepoReport {
+    let mut progress = Progress { changes: Vec::new(), objects: 0, bytes: 0, created: false, applied: false };
+    let result = mirror_repository_inner(context, repo, target_name, &mut progress);
+    let status = match &result {
+        Err(_) => RepoStatus::Failed,
+        Ok(status) => *status,
+    };
+    RepoReport {
+        name: repo.name.clone(),
+        target_name: target_name.to_owned(),
+        status,
+        refs: progress.changes.iter().map(RefReport::from).collect(),
+        objects: progress.objects,
+        bytes: progress.bytes,
+        duration_ms: 0,
+        error: result.err().map(|err| err.to_string()),
+        reason: None,
+    }
+}
+
+fn mirror_repository_inner(
+    context: &RunContext,
+    repo: &SourceRepo,
+    target_name: &str,
+    progress: &mut Progress,
+) -> Result<RepoStatus, RepoError> {
+    crate::target::check_repository_name(target_name).map_err(TargetError::from)?;
+    let repo_deadline = Instant::now() + REPOSITORY_TIME_LIMIT;
+    let deadline = Some(match context.deadline {
+        Some(run_deadline) => run_deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(run_deadline).min(repo_deadline),
+        None => repo_deadline,
+    });
+    let source_endpoint = Endpoint { url: repo.clone_url.clone(), credentials: context.github.git_credentials(), deadline };
+    let mut source = SourceConnection::open(&source_endpoint)?;
+    let source_refs = source.list_refs()?;
+
+    let opened = context.targets.open(target_name, repo, context.mode.changes_targets(), deadline, &context.handle)?;
+    let (mut mirror, created) = match opened {
+        Some(opened) => (Some(opened.mirror), opened.created),
+        None => (None, false),
+    };
+    progress.created = created;
+    let target_refs = mirror.as_ref().map(|m| m.refs().clone()).unwrap_or_default();
+
+    let mut ancestry = Ancestry::new();
+    for (old, new) in plan::ancestry_questions(&source_refs.refs, &target_refs) {
+        let local = mirror.as_ref().and_then(|m| m.is_ancestor(old, new));
+        let answer = match local {
+            Some(answer) => Some(answer),
+            None => context.handle.block_on(context.github.is_ancestor(&repo.full_name, old, new)),
+        };
+        if let Some(answer) = answer {
+            ancestry.insert((old, new), answer);
+        }
+    }
+    let policy = Policy {
+        prune: context.settings.prune,
+        protected: context.settings.protected.clone(),
+        diverged: context.settings.diverged,
+        max_refs_per_push: context.settings.max_refs_per_push,
+        refuses_40_hex_branch_names: context.targets.refuses_40_hex_branch_names(),
+        backup_stamp: context.backup_stamp.clone(),
+    };
+    let plan = plan::plan(&source_refs.refs, &target_refs, &ancestry, &policy);
+    progress.changes = plan.changes.clone();
+
+    let mirror_present = mirror.is_some();
+    let Some(mirror) = mirror.as_mut().filter(|_| context.mode.changes_targets()) else {
+        // Read-only: a missing mirror is out of date too (the run would create it).
+        return Ok(if plan.is_up_to_date() && mirror_present { RepoStatus::UpToDate } else { RepoStatus::OutOfDate });
+    };
+
+    let rejected = apply_plan(&plan, &mut source, mirror.as_mut(), progress)?;
+    verify(&plan, mirror.as_mut(), &rejected)?;
+    let default_branch = source_refs.head.clone().or_else(|| repo.default_branch.as_ref().map(|b| format!("refs/heads/{b}")));
+    if let Some(branch) = default_branch {
+        mirror.set_head(&branch)?;
+    }
+    if !rejected.is_empty() {
+        let details = rejected.iter().map(|(name, why)| format!("{name}: {why}")).collect::<Vec<_>>().join("; ");
+        return Err(RepoError::Refused { count: rejected.len(), details });
+    }
+    Ok(if progress.created {
+        RepoStatus::Created
+    } else if progress.applied {
+        RepoStatus::Updated
+    } else {
+        RepoStatus::UpToDate
+    })
+}
+
+/// Applies every batch: fetch its pack from the source and stream it into the target. Returns the refs
+/// the target refused.
+fn apply_plan(
+    plan: &Plan,
+    source: &mut SourceConnection,
+    mirror: &mut dyn Mirror,
+    progress: &mut Progress,
+) -> Result<Vec<(String, String)>, RepoError> {
+    let mut rejected = Vec::new();
+    for batch in &plan.batches {
+        let outcome = if !batch.sends_pack() {
+            mirror.apply(&batch.commands, None)?
+        } else if batch.wants.is_empty() {
+            let pack = empty_pack();
+            mirror.apply(&batch.commands, Some(&mut &pack[..]))?
+        } else {
+            let fetched = source.fetch(&batch.wants, &batch.haves, mirror.accepts_ofs_delta())?;
+            let mut stream = PackStream::new(fetched);
+            let outcome = mirror.apply(&batch.commands, Some(&mut stream));
+            progress.bytes += stream.byte_count();
+            progress.objects += u64::from(stream.objects().unwrap_or(0));
+            let outcome = outcome?;
+            if !stream.is_verified() {
+                return Err(RepoError::UnverifiedPack { bytes: stream.byte_count() });
+            }
+            outcome
+        };
+        progress.applied = true;
+        rejected.extend(outcome.rejected);
+    }
+    Ok(rejected)
+}
+
+/// Reads the target's refs again and holds them against the plan: every command that was not refused
+/// must show its new value (or be gone, for a deletion).
+fn verify(plan: &Plan, mirror: &mut dyn Mirror, rejected: &[(String, String)]) -> Result<(), RepoError> {
+    if plan.batches.is_empty() {
+        return Ok(());
+    }
+    let actual = mirror.reread_refs()?;
+    let mut mismatches = Vec::new();
+    for command in plan.batches.iter().flat_map(|b| &b.commands) {
+        if rejected.iter().any(|(name, _)| *name == command.name) {
+            continue;
+        }
+        let expected = (!command.new.is_null()).then_some(command.new);
+        let found = actual.get(&command.name).map(|v| v.oid);
+        if found != expected {
+            let show = |v: Option<gix::ObjectId>| v.map(|id| id.to_string()).unwrap_or_else(|| "absent".into());
+            mismatches.push(format!("{} is {} (expected {})", command.name, show(found), show(expected)));
+        }
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(RepoError::Mismatch(mismatches.join("; ")))
+    }
+}

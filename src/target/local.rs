@@ -1,0 +1,167 @@
+//! The `dir:PATH` target: bare repositories `PATH/NAME.git` written with gix and no git binary. The
+//! forwarded pack is indexed straight into `objects/pack` and the ref edits are applied in one gix ref
+//! transaction, each checked against the value the plan saw.
+
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+use gix::refs::Target;
+
+use super::{Mirror, TargetError};
+use crate::git::receive_pack::PushOutcome;
+use crate::plan::Command;
+use crate::refs::{ObjectId, RefMap, RefValue};
+
+/// A local bare repository.
+pub struct LocalMirror {
+    path: PathBuf,
+    repo: gix::Repository,
+    refs: RefMap,
+}
+
+fn local_error(path: &Path, message: impl std::fmt::Display) -> TargetError {
+    TargetError::Local { path: path.display().to_string(), message: message.to_string() }
+}
+
+/// Where the mirror of `name` lives under `root`.
+pub fn mirror_path(root: &Path, name: &str) -> PathBuf {
+    root.join(format!("{name}.git"))
+}
+
+impl LocalMirror {
+    /// Opens `root/NAME.git`; when it is missing, creates it if `create`, else returns `None`.
+    /// The boolean says whether it was created now.
+    pub fn open(root: &Path, name: &str, create: bool) -> Result<Option<(LocalMirror, bool)>, TargetError> {
+        let path = mirror_path(root, name);
+        let (repo, created) = if path.exists() {
+            (gix::open(&path).map_err(|err| local_error(&path, format!("not a git repository: {err}")))?, false)
+        } else if create {
+            std::fs::create_dir_all(root).map_err(|err| local_error(root, err))?;
+            (gix::init_bare(&path).map_err(|err| local_error(&path, err))?, true)
+        } else {
+            return Ok(None);
+        };
+        let mut mirror = LocalMirror { path, repo, refs: RefMap::new() };
+        mirror.reread_refs()?;
+        Ok(Some((mirror, created)))
+    }
+
+    fn read_refs(&self) -> Result<RefMap, TargetError> {
+        let mut refs = RefMap::new();
+        let platform = self.repo.references().map_err(|err| local_error(&self.path, err))?;
+        for reference in platform.all().map_err(|err| local_error(&self.path, err))? {
+            let reference = reference.map_err(|err| local_error(&self.path, err))?;
+            if let Some(id) = reference.target().try_id() {
+                refs.insert(reference.name().as_bstr().to_string(), RefValue::direct(id.to_owned()));
+            }
+        }
+        Ok(refs)
+    }
+
+    fn index_pack(&self, pack: &mut dyn Read) -> Result<(), TargetError> {
+        let pack_dir = self.repo.objects.store_ref().path().join("pack");
+        std::fs::create_dir_all(&pack_dir).map_err(|err| local_error(&pack_dir, err))?;
+        let mut reader = BufReader::with_capacity(64 * 1024, pack);
+        let options = gix::odb::pack::bundle::write::Options {
+            thread_limit: Some(1),
+            ..Default::default()
+        };
+        gix::odb::pack::Bundle::write_to_directory(
+            &mut reader,
+            Some(&pack_dir),
+            &mut gix::progress::Discard,
+            &AtomicBool::new(false),
+            None::<gix::objs::find::Never>,
+            gix::hash::Kind::Sha1,
+            options,
+        )
+        .map_err(|err| local_error(&self.path, format!("the pack could not be indexed: {err}")))?;
+        // Reading to the end checks the trailer in the caller's pack stream and leaves the source's
+        // response fully consumed for its next request.
+        io::copy(&mut reader, &mut io::sink()).map_err(|err| local_error(&self.path, err))?;
+        Ok(())
+    }
+}
+
+impl Mirror for LocalMirror {
+    fn refs(&self) -> &RefMap {
+        &self.refs
+    }
+
+    fn accepts_ofs_delta(&self) -> bool {
+        true
+    }
+
+    fn is_ancestor(&self, old: ObjectId, new: ObjectId) -> Option<bool> {
+        if !self.repo.has_object(old) || !self.repo.has_object(new) {
+            return None;
+        }
+        // No merge base at all (unrelated histories) means not an ancestor.
+        let base = self.repo.merge_base(old, new).ok()?;
+        Some(base.map(|id| id.detach()) == Some(old))
+    }
+
+    fn apply(&mut self, commands: &[Command], pack: Option<&mut dyn Read>) -> Result<PushOutcome, TargetError> {
+        if let Some(pack) = pack {
+            self.index_pack(pack)?;
+        }
+        let mut edits = Vec::with_capacity(commands.len());
+        for command in commands {
+            let name = command
+                .name
+                .as_str()
+                .try_into()
+                .map_err(|err| local_error(&self.path, format!("invalid ref name {:?}: {err}", command.name)))?;
+            let expected = if command.old.is_null() {
+                PreviousValue::MustNotExist
+            } else {
+                PreviousValue::MustExistAndMatch(Target::Object(command.old))
+            };
+            let change = if command.is_delete() {
+                Change::Delete { expected, log: RefLog::AndReference }
+            } else {
+                Change::Update {
+                    log: LogChange { mode: RefLog::AndReference, force_create_reflog: false, message: "repo-mirror".into() },
+                    expected,
+                    new: Target::Object(command.new),
+                }
+            };
+            edits.push(RefEdit { change, name, deref: false });
+        }
+        self.repo
+            .edit_references(edits)
+            .map_err(|err| local_error(&self.path, format!("the ref transaction failed: {err}")))?;
+        Ok(PushOutcome::default())
+    }
+
+    fn reread_refs(&mut self) -> Result<&RefMap, TargetError> {
+        self.refs = self.read_refs()?;
+        Ok(&self.refs)
+    }
+
+    fn set_head(&mut self, branch: &str) -> Result<(), TargetError> {
+        let current = self.repo.find_reference("HEAD").ok().and_then(|r| match r.target() {
+            gix::refs::TargetRef::Symbolic(name) => Some(name.as_bstr().to_string()),
+            gix::refs::TargetRef::Object(_) => None,
+        });
+        if current.as_deref() == Some(branch) {
+            return Ok(());
+        }
+        let target = branch
+            .try_into()
+            .map_err(|err| local_error(&self.path, format!("invalid default branch {branch:?}: {err}")))?;
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange { mode: RefLog::Only, force_create_reflog: false, message: "repo-mirror: default branch".into() },
+                expected: PreviousValue::Any,
+                new: Target::Symbolic(target),
+            },
+            name: "HEAD".try_into().map_err(|err| local_error(&self.path, format!("{err}")))?,
+            deref: false,
+        };
+        self.repo.edit_reference(edit).map_err(|err| local_error(&self.path, format!("could not set HEAD: {err}")))?;
+        Ok(())
+    }
+}

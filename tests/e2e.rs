@@ -1,0 +1,11 @@
+//! End-to-end tests: the real binary against real `git http-backend` servers and the GitHub API fake,
+//! every result judged by git itself (`for-each-ref`, `fsck --full --strict`).
+
+mod support;
+
+#[path = "e2e/dir_target.rs"]
+mod dir_target;
+#[path = "e2e/http_target.rs"]
+mod http_target;
+#[path = "e2e/settings_and_source.rs"]
+mod settings_and_source;

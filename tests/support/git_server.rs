@@ -1,0 +1,1433 @@
+//! A real smart-HTTP git server for tests: `git http-backend` run as a CGI program behind a
+//! small HTTP/1.1 server built on the standard library only.
+//!
+//! Every bare repository below a root directory (`root/NAME.git`) is served at
+//! `http://127.0.0.1:PORT/NAME.git`, fetches (protocol v0 and v2) and pushes alike. Request
+//! bodies, including `Transfer-Encoding: chunked` ones, are streamed into the CGI and the CGI's
+//! output is streamed back with chunked transfer-encoding, so packs of any size pass through
+//! without being held in memory. Connections are kept alive between requests, as reqwest
+//! reuses them.
+//!
+//! Besides serving, the server can:
+//! - demand HTTP Basic credentials ([`Auth`]),
+//! - cut the next upload-pack response after a number of bytes
+//!   ([`GitServer::cut_next_upload_pack_after`]),
+//! - refuse pushes carrying more ref updates than a limit, as CodeCommit does
+//!   ([`GitServer::set_max_ref_updates_per_push`], [`RefLimitRefusal`]),
+//! - tell which requests it served and how many body bytes went each way
+//!   ([`GitServer::requests`]).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+
+/// A custom credential check: (username, password, request) -> accept?
+pub type AuthCheck = Arc<dyn Fn(&str, &str, &RequestInfo) -> bool + Send + Sync>;
+
+/// Who may use the server.
+#[derive(Clone)]
+pub enum Auth {
+    /// Anybody, without credentials.
+    None,
+    /// Only requests carrying exactly these HTTP Basic credentials.
+    Basic { user: String, password: String },
+    /// Custom check of Basic credentials: called with (username, password, request) – return
+    /// true to accept. A request without Basic credentials is refused without calling it.
+    Custom(AuthCheck),
+}
+
+/// What an [`Auth::Custom`] check is told about the request it judges.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    pub method: String,
+    /// Path part of the request target, percent-decoded (e.g. `/NAME.git/info/refs`).
+    pub path: String,
+    /// Query string as sent, without the `?`.
+    pub query: String,
+    /// The `Host` header.
+    pub host: String,
+}
+
+/// One request the server answered.
+#[derive(Clone, Debug)]
+pub struct RequestLog {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    /// Request body bytes received, after de-chunking (still gzip-compressed if the client
+    /// compressed it).
+    pub request_body_bytes: u64,
+    /// Response body bytes sent (not counting chunk framing).
+    pub response_body_bytes: u64,
+    /// Whether the request body came with `Transfer-Encoding: chunked`.
+    pub request_chunked: bool,
+    /// The `Git-Protocol` request header, if any (e.g. `version=2`).
+    pub git_protocol: Option<String>,
+    /// The `Content-Encoding` request header, if any (git gzips larger fetch requests).
+    pub content_encoding: Option<String>,
+    /// User name of accepted Basic credentials, if any.
+    pub user: Option<String>,
+    /// Whatever `git http-backend` (and the git programs it ran) wrote to stderr.
+    pub cgi_stderr: String,
+    /// True when the response was deliberately cut by fault injection.
+    pub cut: bool,
+}
+
+/// How a push over the ref-update limit is refused (see
+/// [`GitServer::set_max_ref_updates_per_push`]). Both answer HTTP 200 with content type
+/// `application/x-git-receive-pack-result`, the way receive-pack itself reports refusals, and
+/// neither runs `git http-backend`, so nothing in the target repository changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefLimitRefusal {
+    /// A report-status answer (`unpack ok`, then `ng <ref> maximum number of ref updates per
+    /// push exceeded` for every command, then flush), wrapped in side-band channel 1 when the
+    /// client asked for side-band(-64k). git reports every ref as `[remote rejected]`. This is
+    /// the default.
+    ReportStatus,
+    /// A side-band channel 3 (fatal error) packet
+    /// `error: maximum number of references per push (N) exceeded: …` followed by flush, the
+    /// way a server aborting the whole push answers. Without side-band the message goes out as
+    /// an `ERR` pkt-line. git prints `remote: error: maximum number …` and fails with "the
+    /// remote end hung up unexpectedly".
+    FatalError,
+}
+
+/// The server. Dropping it stops accepting, shuts every open connection down and waits for
+/// the connection threads to end.
+pub struct GitServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    root: PathBuf,
+    auth: Auth,
+    http_backend: PathBuf,
+    stop: AtomicBool,
+    cut_next_upload_pack: Mutex<Option<u64>>,
+    max_ref_updates: Mutex<Option<usize>>,
+    ref_limit_refusal: Mutex<RefLimitRefusal>,
+    log: Mutex<Vec<RequestLog>>,
+    next_conn_id: AtomicU64,
+    /// Open connections (a clone of each socket), to shut them down when the server stops.
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    conn_threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Locks a mutex, going on with the data even if a thread panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl GitServer {
+    /// Serves every repository below `root` (a directory of bare repos like root/NAME.git) at
+    /// http://127.0.0.1:PORT/NAME.git. Returns once listening.
+    pub fn start(root: &Path, auth: Auth) -> GitServer {
+        let root = root
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("git server root {} is not usable: {e}", root.display()));
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for the git server");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the git server's listener");
+        let shared = Arc::new(Shared {
+            root,
+            auth,
+            http_backend: find_http_backend(),
+            stop: AtomicBool::new(false),
+            cut_next_upload_pack: Mutex::new(None),
+            max_ref_updates: Mutex::new(None),
+            ref_limit_refusal: Mutex::new(RefLimitRefusal::ReportStatus),
+            log: Mutex::new(Vec::new()),
+            next_conn_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            conn_threads: Mutex::new(Vec::new()),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept_thread = thread::Builder::new()
+            .name(format!("git-server-accept-{}", addr.port()))
+            .spawn(move || accept_loop(listener, accept_shared))
+            .expect("spawn the git server's accept thread");
+        GitServer {
+            addr,
+            shared,
+            accept_thread: Some(accept_thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `base_url() + "/" + path` (a leading `/` of `path` is not doubled).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base_url(), path.trim_start_matches('/'))
+    }
+
+    /// Like [`GitServer::url`] but with credentials in it, e.g. `http://user:pw@127.0.0.1:PORT/x.git`,
+    /// for the git CLI. User and password are percent-encoded.
+    pub fn url_with_credentials(&self, user: &str, password: &str, path: &str) -> String {
+        format!(
+            "http://{}:{}@{}/{}",
+            percent_encode(user),
+            percent_encode(password),
+            self.addr,
+            path.trim_start_matches('/')
+        )
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The served root directory (canonicalised).
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// Fault injection: the next `git-upload-pack` POST response is cut (connection closed, no
+    /// proper end) after this many response-body bytes. One-shot. Responses shorter than that
+    /// (such as a protocol v2 `ls-refs`, which is an upload-pack POST too) pass untouched and
+    /// leave it armed: it hits the first upload-pack response reaching `bytes`.
+    pub fn cut_next_upload_pack_after(&self, bytes: u64) {
+        *lock(&self.shared.cut_next_upload_pack) = Some(bytes);
+    }
+
+    /// Refuse any receive-pack request carrying more than `n` ref-update commands (`None`: no
+    /// limit), the way chosen by [`GitServer::set_ref_limit_refusal`] (default
+    /// [`RefLimitRefusal::ReportStatus`]). Gzip-compressed push bodies are not inspected (git
+    /// and gix do not compress them).
+    pub fn set_max_ref_updates_per_push(&self, n: Option<usize>) {
+        *lock(&self.shared.max_ref_updates) = n;
+    }
+
+    /// How pushes over the limit of [`GitServer::set_max_ref_updates_per_push`] are refused.
+    pub fn set_ref_limit_refusal(&self, how: RefLimitRefusal) {
+        *lock(&self.shared.ref_limit_refusal) = how;
+    }
+
+    /// Everything served so far, in the order the responses ended.
+    pub fn requests(&self) -> Vec<RequestLog> {
+        lock(&self.shared.log).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop up; it sees the stop flag and ends.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept_thread.take() {
+            let _ = t.join();
+        }
+        // No new connection can appear now. Shutting the sockets down makes every blocked read
+        // or write of a connection thread fail, so the threads (and their CGI children) end.
+        for stream in lock(&self.shared.conns).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let threads: Vec<JoinHandle<()>> = lock(&self.shared.conn_threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `$(git --exec-path)/git-http-backend`, or `git` itself (run as `git http-backend`) if that
+/// file is missing.
+fn find_http_backend() -> PathBuf {
+    let out = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("run `git --exec-path` (is git installed?)");
+    let exec_path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let candidate = Path::new(&exec_path).join("git-http-backend");
+    if out.status.success() && candidate.is_file() {
+        candidate
+    } else {
+        PathBuf::from("git")
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match conn {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
+        match stream.try_clone() {
+            Ok(clone) => {
+                lock(&shared.conns).insert(id, clone);
+            }
+            Err(_) => continue,
+        }
+        let conn_shared = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name(format!("git-server-conn-{id}"))
+            .spawn(move || {
+                serve_connection(stream, &conn_shared);
+                lock(&conn_shared.conns).remove(&id);
+            });
+        match spawned {
+            Ok(handle) => lock(&shared.conn_threads).push(handle),
+            Err(_) => {
+                lock(&shared.conns).remove(&id);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 requests
+
+struct Request {
+    method: String,
+    target_path: String,
+    query: String,
+    http10: bool,
+    /// Header names lower-cased, in arrival order.
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn chunked(&self) -> bool {
+        self.header("transfer-encoding")
+            .map(|v| {
+                v.to_ascii_lowercase()
+                    .split(',')
+                    .any(|t| t.trim() == "chunked")
+            })
+            .unwrap_or(false)
+    }
+
+    fn content_length(&self) -> Option<u64> {
+        self.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    fn wants_close(&self) -> bool {
+        let conn = self
+            .header("connection")
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        if self.http10 {
+            !conn.contains("keep-alive")
+        } else {
+            conn.split(',').any(|t| t.trim() == "close")
+        }
+    }
+
+    fn expects_continue(&self) -> bool {
+        self.header("expect")
+            .map(|v| v.eq_ignore_ascii_case("100-continue"))
+            .unwrap_or(false)
+    }
+
+    fn info(&self) -> RequestInfo {
+        RequestInfo {
+            method: self.method.clone(),
+            path: self.target_path.clone(),
+            query: self.query.clone(),
+            host: self.header("host").unwrap_or_default().to_string(),
+        }
+    }
+
+    fn body_kind(&self) -> BodyKind {
+        if self.chunked() {
+            BodyKind::Chunked {
+                left_in_chunk: 0,
+                need_crlf: false,
+                done: false,
+            }
+        } else {
+            match self.content_length() {
+                Some(n) => BodyKind::Fixed(n),
+                None => BodyKind::Fixed(0),
+            }
+        }
+    }
+}
+
+/// Reads one line (up to LF), failing if it is longer than `limit`. `Ok(None)` at a clean EOF.
+fn read_line_limited<R: BufRead>(r: &mut R, limit: usize) -> io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = r
+        .by_ref()
+        .take(limit as u64 + 1)
+        .read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if !buf.ends_with(b"\n") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "HTTP line too long or truncated",
+        ));
+    }
+    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        buf.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// Reads a request head. `Ok(None)` when the client closed the connection between requests.
+fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
+    let line = loop {
+        match read_line_limited(r, 16 * 1024)? {
+            None => return Ok(None),
+            // Tolerate stray empty lines between requests (RFC 9112 section 2.2).
+            Some(l) if l.is_empty() => continue,
+            Some(l) => break l,
+        }
+    };
+    let mut parts = line.split(' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v)) => (m.to_string(), t.to_string(), v.to_string()),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "bad request line",
+            ))
+        }
+    };
+    let mut headers = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let h = read_line_limited(r, 64 * 1024)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in request headers")
+        })?;
+        if h.is_empty() {
+            break;
+        }
+        total += h.len();
+        if total > 256 * 1024 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request headers too large",
+            ));
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let (raw_path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target.clone(), String::new()),
+    };
+    Ok(Some(Request {
+        method,
+        target_path: percent_decode(&raw_path),
+        query,
+        http10: version == "HTTP/1.0",
+        headers,
+    }))
+}
+
+enum BodyKind {
+    Fixed(u64),
+    Chunked {
+        left_in_chunk: u64,
+        need_crlf: bool,
+        done: bool,
+    },
+}
+
+/// The body of one request, de-chunked, read straight from the connection.
+struct Body<'a, R: BufRead> {
+    src: &'a mut R,
+    kind: BodyKind,
+    /// Body bytes handed out so far.
+    total: u64,
+}
+
+impl<'a, R: BufRead> Body<'a, R> {
+    fn new(src: &'a mut R, kind: BodyKind) -> Self {
+        Body {
+            src,
+            kind,
+            total: 0,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self.kind {
+            BodyKind::Fixed(left) => left == 0,
+            BodyKind::Chunked { done, .. } => done,
+        }
+    }
+
+    /// Reads and throws away the rest of the body.
+    fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+}
+
+fn eof_in_body() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed inside the request body",
+    )
+}
+
+impl<R: BufRead> Read for Body<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match &mut self.kind {
+            BodyKind::Fixed(left) => {
+                if *left == 0 {
+                    return Ok(0);
+                }
+                let want = (*left).min(buf.len() as u64) as usize;
+                let n = self.src.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(eof_in_body());
+                }
+                *left -= n as u64;
+                n
+            }
+            BodyKind::Chunked {
+                left_in_chunk,
+                need_crlf,
+                done,
+            } => {
+                if *done {
+                    return Ok(0);
+                }
+                if *left_in_chunk == 0 {
+                    if *need_crlf {
+                        let l = read_line_limited(self.src, 2)?.ok_or_else(eof_in_body)?;
+                        if !l.is_empty() {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "chunk not followed by CRLF",
+                            ));
+                        }
+                        *need_crlf = false;
+                    }
+                    let line = read_line_limited(self.src, 4096)?.ok_or_else(eof_in_body)?;
+                    let size_text = line.split(';').next().unwrap_or("").trim();
+                    let size = u64::from_str_radix(size_text, 16).map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("bad chunk size {line:?}"),
+                        )
+                    })?;
+                    if size == 0 {
+                        // Trailer section, up to an empty line.
+                        loop {
+                            let t =
+                                read_line_limited(self.src, 64 * 1024)?.ok_or_else(eof_in_body)?;
+                            if t.is_empty() {
+                                break;
+                            }
+                        }
+                        *done = true;
+                        return Ok(0);
+                    }
+                    *left_in_chunk = size;
+                }
+                let want = (*left_in_chunk).min(buf.len() as u64) as usize;
+                let n = self.src.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(eof_in_body());
+                }
+                *left_in_chunk -= n as u64;
+                if *left_in_chunk == 0 {
+                    *need_crlf = true;
+                }
+                n
+            }
+        };
+        self.total += n as u64;
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+fn serve_connection(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let req = match read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(_) => {
+                let _ = write_simple(&mut writer, 400, "Bad Request", &[], b"bad request\n", true);
+                break;
+            }
+        };
+        let keep_alive = handle_request(&req, &mut reader, &mut writer, shared);
+        if !keep_alive || req.wants_close() {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// Serves one request. Returns whether the connection may carry another one.
+fn handle_request<R: BufRead + Send>(
+    req: &Request,
+    reader: &mut R,
+    writer: &mut TcpStream,
+    shared: &Shared,
+) -> bool {
+    let mut log = RequestLog {
+        method: req.method.clone(),
+        path: req.target_path.clone(),
+        query: req.query.clone(),
+        status: 0,
+        request_body_bytes: 0,
+        response_body_bytes: 0,
+        request_chunked: req.chunked(),
+        git_protocol: req.header("git-protocol").map(str::to_string),
+        content_encoding: req.header("content-encoding").map(str::to_string),
+        user: None,
+        cgi_stderr: String::new(),
+        cut: false,
+    };
+    match check_auth(req, &shared.auth) {
+        AuthResult::Denied => deny(req, reader, writer, shared, log),
+        AuthResult::Accepted(user) => {
+            log.user = user;
+            serve_git(req, reader, writer, shared, log)
+        }
+    }
+}
+
+/// Adds a request to the log. Called before the last byte of the response goes out (or the
+/// connection is cut), so a client that has seen the response end finds its request logged.
+fn record(shared: &Shared, log: RequestLog) {
+    lock(&shared.log).push(log);
+}
+
+enum AuthResult {
+    Accepted(Option<String>),
+    Denied,
+}
+
+fn check_auth(req: &Request, auth: &Auth) -> AuthResult {
+    if let Auth::None = auth {
+        return AuthResult::Accepted(None);
+    }
+    let Some((user, password)) = req.header("authorization").and_then(parse_basic) else {
+        return AuthResult::Denied;
+    };
+    let ok = match auth {
+        Auth::None => true,
+        Auth::Basic {
+            user: u,
+            password: p,
+        } => *u == user && *p == password,
+        Auth::Custom(check) => check(&user, &password, &req.info()),
+    };
+    if ok {
+        AuthResult::Accepted(Some(user))
+    } else {
+        AuthResult::Denied
+    }
+}
+
+/// `Basic <base64(user:password)>` → (user, password), split at the first `:`.
+fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(rest.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Answers 401. Returns whether the connection may carry another request.
+fn deny<R: BufRead>(
+    req: &Request,
+    reader: &mut R,
+    writer: &mut TcpStream,
+    shared: &Shared,
+    mut log: RequestLog,
+) -> bool {
+    log.status = 401;
+    let body = b"authentication required\n";
+    log.response_body_bytes = body.len() as u64;
+    let headers = [
+        ("WWW-Authenticate", "Basic realm=\"git\""),
+        ("Content-Type", "text/plain"),
+    ];
+    if req.expects_continue() {
+        // The client holds its body back until told to go on: answer without reading it and
+        // close, as the connection cannot be reused without the body.
+        record(shared, log);
+        let _ = write_simple(writer, 401, "Unauthorized", &headers, body, true);
+        return false;
+    }
+    let mut b = Body::new(reader, req.body_kind());
+    let drained = b.drain();
+    log.request_body_bytes = b.total;
+    record(shared, log);
+    if drained.is_err() {
+        return false;
+    }
+    write_simple(
+        writer,
+        401,
+        "Unauthorized",
+        &headers,
+        body,
+        req.wants_close(),
+    )
+    .is_ok()
+}
+
+/// Writes a complete response with a known body.
+fn write_simple(
+    w: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> io::Result<()> {
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    if close {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+fn is_upload_pack_post(req: &Request) -> bool {
+    req.method == "POST" && req.target_path.ends_with("/git-upload-pack")
+}
+
+fn is_receive_pack_post(req: &Request) -> bool {
+    req.method == "POST" && req.target_path.ends_with("/git-receive-pack")
+}
+
+/// Serves an authorised request with `git http-backend`. Returns whether the connection may
+/// carry another request.
+fn serve_git<R: BufRead + Send>(
+    req: &Request,
+    reader: &mut R,
+    writer: &mut TcpStream,
+    shared: &Shared,
+    mut log: RequestLog,
+) -> bool {
+    if req.expects_continue() && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+        record(shared, log);
+        return false;
+    }
+    let mut body = Body::new(reader, req.body_kind());
+
+    // Ref-update limit: look at the command list before deciding to run the backend.
+    let mut prefix = Vec::new();
+    let limit = *lock(&shared.max_ref_updates);
+    if let (Some(max), true) = (
+        limit,
+        is_receive_pack_post(req) && req.header("content-encoding").is_none(),
+    ) {
+        let commands = match read_command_section(&mut body, &mut prefix) {
+            Ok(c) => c,
+            Err(_) => {
+                // The connection broke inside the command list.
+                log.request_body_bytes = body.total;
+                log.status = 400;
+                record(shared, log);
+                return false;
+            }
+        };
+        if commands.commands.len() > max {
+            let drained = body.drain();
+            log.request_body_bytes = body.total;
+            let how = *lock(&shared.ref_limit_refusal);
+            let reply = ref_limit_reply(&commands, max, how);
+            log.status = 200;
+            log.response_body_bytes = reply.len() as u64;
+            record(shared, log);
+            let close = drained.is_err() || req.wants_close();
+            let sent = write_simple(
+                writer,
+                200,
+                "OK",
+                &[
+                    ("Content-Type", "application/x-git-receive-pack-result"),
+                    ("Cache-Control", "no-cache"),
+                ],
+                &reply,
+                close,
+            );
+            return sent.is_ok() && !close;
+        }
+    }
+
+    let mut child = match spawn_backend(req, shared, log.user.as_deref(), writer.peer_addr().ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = body.drain();
+            log.request_body_bytes = body.total;
+            log.status = 500;
+            let msg = format!("cannot run git http-backend: {e}\n");
+            log.response_body_bytes = msg.len() as u64;
+            record(shared, log);
+            let _ = write_simple(
+                writer,
+                500,
+                "Internal Server Error",
+                &[],
+                msg.as_bytes(),
+                true,
+            );
+            return false;
+        }
+    };
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        log.status = 500;
+        record(shared, log);
+        return false;
+    };
+    let cut = if is_upload_pack_post(req) {
+        Some(&shared.cut_next_upload_pack)
+    } else {
+        None
+    };
+
+    thread::scope(|s| {
+        // Request body → CGI stdin, on its own thread so that a backend answering while still
+        // reading (or a full pipe either way) cannot deadlock us.
+        let feeder = s.spawn(move || feed_stdin(prefix, &mut body, stdin));
+        let err_reader = s.spawn(move || {
+            let mut buf = Vec::new();
+            let mut stderr = stderr;
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let response = relay_response(req, stdout, writer, cut);
+        match response.finish {
+            Finish::Complete { .. } => {}
+            Finish::BadGateway(_) => {
+                let _ = child.kill();
+            }
+            Finish::Cut => {
+                // Unblock the feeder should it wait for more body; the client learns of the
+                // cut below, once the request is logged.
+                let _ = writer.shutdown(Shutdown::Read);
+                let _ = child.kill();
+            }
+            Finish::Broken | Finish::CgiBroke => {
+                let _ = writer.shutdown(Shutdown::Both);
+                let _ = child.kill();
+            }
+        }
+        let _ = child.wait();
+        let fed = feeder.join().unwrap_or(FeedOutcome {
+            body_bytes: 0,
+            body_ok: false,
+        });
+        let stderr_bytes = err_reader.join().unwrap_or_default();
+
+        log.response_body_bytes = response.body_bytes;
+        log.request_body_bytes = fed.body_bytes;
+        log.cgi_stderr = String::from_utf8_lossy(&stderr_bytes).into_owned();
+        log.cut = matches!(response.finish, Finish::Cut);
+        log.status = response.status;
+        match response.finish {
+            Finish::Complete { chunked, close } => {
+                record(shared, log);
+                let ended = if chunked {
+                    writer.write_all(b"0\r\n\r\n")
+                } else {
+                    Ok(())
+                };
+                ended.is_ok() && writer.flush().is_ok() && fed.body_ok && !close
+            }
+            Finish::BadGateway(msg) => {
+                log.status = 502;
+                log.response_body_bytes = msg.len() as u64;
+                record(shared, log);
+                let _ = write_simple(writer, 502, "Bad Gateway", &[], msg.as_bytes(), true);
+                false
+            }
+            Finish::Cut => {
+                record(shared, log);
+                // Fault injection: no terminating chunk, the connection just goes away.
+                let _ = writer.shutdown(Shutdown::Both);
+                false
+            }
+            Finish::Broken | Finish::CgiBroke => {
+                record(shared, log);
+                false
+            }
+        }
+    })
+}
+
+fn spawn_backend(
+    req: &Request,
+    shared: &Shared,
+    user: Option<&str>,
+    peer: Option<SocketAddr>,
+) -> io::Result<Child> {
+    let mut cmd = Command::new(&shared.http_backend);
+    if shared.http_backend == Path::new("git") {
+        cmd.arg("http-backend");
+    }
+    // A clean environment: nothing of the test process's git setup may leak into the server.
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("HOME", &shared.root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_PROJECT_ROOT", &shared.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .env("SERVER_SOFTWARE", "repo-mirror-test-git-server")
+        .env("REQUEST_METHOD", &req.method)
+        .env("PATH_INFO", &req.target_path)
+        .env("QUERY_STRING", &req.query)
+        .env(
+            "REMOTE_ADDR",
+            peer.map(|p| p.ip().to_string())
+                .unwrap_or_else(|| "127.0.0.1".to_string()),
+        );
+    let config = [
+        ("http.receivepack", "true"),
+        ("http.uploadpack", "true"),
+        ("uploadpack.allowFilter", "true"),
+        ("uploadpack.allowAnySHA1InWant", "true"),
+    ];
+    cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (k, v)) in config.iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), v);
+    }
+    if let Some(ct) = req.header("content-type") {
+        cmd.env("CONTENT_TYPE", ct);
+    }
+    // Only a real length: with chunked bodies http-backend must read stdin to EOF.
+    if !req.chunked() {
+        if let Some(len) = req.content_length() {
+            cmd.env("CONTENT_LENGTH", len.to_string());
+        }
+    }
+    if let Some(enc) = req.header("content-encoding") {
+        cmd.env("HTTP_CONTENT_ENCODING", enc);
+    }
+    if let Some(proto) = req.header("git-protocol") {
+        cmd.env("GIT_PROTOCOL", proto);
+    }
+    if let Some(u) = user {
+        cmd.env("REMOTE_USER", u);
+        cmd.env("AUTH_TYPE", "Basic");
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn()
+}
+
+struct FeedOutcome {
+    body_bytes: u64,
+    /// The whole body was read off the connection (so it can carry the next request).
+    body_ok: bool,
+}
+
+/// Writes `prefix` and then the rest of the body to the CGI's stdin, closing it at the end. If
+/// the CGI stops reading, the rest of the body is still read (and dropped) to keep the
+/// connection usable.
+fn feed_stdin<R: BufRead>(
+    prefix: Vec<u8>,
+    body: &mut Body<'_, R>,
+    stdin: std::process::ChildStdin,
+) -> FeedOutcome {
+    let mut stdin = Some(stdin);
+    if let Some(pipe) = stdin.as_mut() {
+        if pipe.write_all(&prefix).is_err() {
+            stdin = None;
+        }
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let body_ok = loop {
+        match body.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => {
+                if let Some(pipe) = stdin.as_mut() {
+                    if pipe.write_all(&buf[..n]).is_err() {
+                        stdin = None;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break false,
+        }
+    };
+    drop(stdin);
+    FeedOutcome {
+        body_bytes: body.total,
+        body_ok,
+    }
+}
+
+/// How a relayed response ends; see [`relay_response`].
+enum Finish {
+    /// Body relayed completely. Still to do: the terminating chunk (if `chunked`), and closing
+    /// the connection (if `close`).
+    Complete { chunked: bool, close: bool },
+    /// Nothing sent yet and the CGI gave no usable header section: answer 502 with this.
+    BadGateway(&'static str),
+    /// Fault injection reached its byte count: the connection is to be cut.
+    Cut,
+    /// Writing to the client failed.
+    Broken,
+    /// The CGI's output broke off after the response head went out.
+    CgiBroke,
+}
+
+struct ResponseOutcome {
+    status: u16,
+    body_bytes: u64,
+    finish: Finish,
+}
+
+/// Reads the CGI's answer (headers, then body) and streams it to the client, all but its end
+/// (see [`Finish`]). With `cut` given and armed, the body is cut after that many bytes.
+fn relay_response(
+    req: &Request,
+    mut stdout: std::process::ChildStdout,
+    writer: &mut TcpStream,
+    cut: Option<&Mutex<Option<u64>>>,
+) -> ResponseOutcome {
+    let mut out = ResponseOutcome {
+        status: 502,
+        body_bytes: 0,
+        finish: Finish::Broken,
+    };
+
+    // CGI header section, up to the first empty line.
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (header_end, body_start) = loop {
+        if let Some(pos) = find_subslice(&head, b"\r\n\r\n") {
+            break (pos, pos + 4);
+        }
+        if let Some(pos) = find_subslice(&head, b"\n\n") {
+            break (pos, pos + 2);
+        }
+        if head.len() > 256 * 1024 {
+            out.finish = Finish::BadGateway("CGI headers too large\n");
+            return out;
+        }
+        match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                out.finish = Finish::BadGateway("no CGI response headers\n");
+                return out;
+            }
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    };
+    let header_text = String::from_utf8_lossy(&head[..header_end]).into_owned();
+    let mut leftover = head[body_start..].to_vec();
+
+    let mut status = 200u16;
+    let mut reason = "OK".to_string();
+    let mut headers = Vec::new();
+    for line in header_text.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "status" => {
+                let (code, text) = value.split_once(' ').unwrap_or((value, ""));
+                status = code.parse().unwrap_or(500);
+                reason = if text.is_empty() {
+                    reason_phrase(status).to_string()
+                } else {
+                    text.to_string()
+                };
+            }
+            // Framing is ours to decide.
+            "content-length" | "transfer-encoding" | "connection" => {}
+            _ => headers.push(format!("{}: {}", name.trim(), value)),
+        }
+    }
+    out.status = status;
+
+    // HTTP/1.1 clients get chunks; an HTTP/1.0 client gets the raw body ended by closing.
+    let chunked = !req.http10;
+    let close = req.wants_close() || !chunked;
+    let mut response_head = format!("HTTP/1.1 {status} {reason}\r\n");
+    for h in &headers {
+        response_head.push_str(h);
+        response_head.push_str("\r\n");
+    }
+    if chunked {
+        response_head.push_str("Transfer-Encoding: chunked\r\n");
+    }
+    if close {
+        response_head.push_str("Connection: close\r\n");
+    }
+    response_head.push_str("\r\n");
+    if writer.write_all(response_head.as_bytes()).is_err() {
+        return out;
+    }
+
+    loop {
+        let data: Vec<u8> = if !leftover.is_empty() {
+            std::mem::take(&mut leftover)
+        } else {
+            match stdout.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => buf[..n].to_vec(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    out.finish = Finish::CgiBroke;
+                    return out;
+                }
+            }
+        };
+        let mut slice = &data[..];
+        let mut cut_now = false;
+        if let Some(cut) = cut {
+            let mut armed = lock(cut);
+            if let Some(limit) = *armed {
+                let room = limit.saturating_sub(out.body_bytes);
+                if (slice.len() as u64) >= room {
+                    // One-shot: disarmed by the response it cuts.
+                    *armed = None;
+                    slice = &slice[..room as usize];
+                    cut_now = true;
+                }
+            }
+        }
+        if !slice.is_empty() && write_body_piece(writer, slice, chunked).is_err() {
+            return out;
+        }
+        out.body_bytes += slice.len() as u64;
+        if cut_now {
+            let _ = writer.flush();
+            out.finish = Finish::Cut;
+            return out;
+        }
+    }
+    out.finish = Finish::Complete { chunked, close };
+    out
+}
+
+fn write_body_piece(w: &mut TcpStream, data: &[u8], chunked: bool) -> io::Result<()> {
+    if chunked {
+        let mut piece = Vec::with_capacity(data.len() + 16);
+        piece.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        piece.extend_from_slice(data);
+        piece.extend_from_slice(b"\r\n");
+        w.write_all(&piece)
+    } else {
+        w.write_all(data)
+    }
+}
+
+fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        _ => "Unknown",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// receive-pack command section and the ref-limit refusal
+
+struct Commands {
+    /// Ref names of the `<old> <new> <ref>` commands.
+    commands: Vec<String>,
+    capabilities: Vec<String>,
+}
+
+/// Reads pkt-lines up to the first flush, keeping the raw bytes in `raw` (to be replayed to the
+/// backend), and picks out the ref-update commands. Gives up looking (but keeps what it read)
+/// at a malformed pkt-line or an unreasonably large section.
+fn read_command_section<R: Read>(body: &mut R, raw: &mut Vec<u8>) -> io::Result<Commands> {
+    let mut found = Commands {
+        commands: Vec::new(),
+        capabilities: Vec::new(),
+    };
+    loop {
+        if raw.len() > 64 * 1024 * 1024 {
+            return Ok(found);
+        }
+        let mut len_hex = [0u8; 4];
+        if !read_exact_or_eof(body, &mut len_hex, raw)? {
+            return Ok(found);
+        }
+        let Some(len) = std::str::from_utf8(&len_hex)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+        else {
+            return Ok(found);
+        };
+        if len == 0 {
+            return Ok(found); // flush-pkt: end of the command list
+        }
+        if len < 4 {
+            return Ok(found); // delim/response-end: not part of a v0/v1 push request
+        }
+        let mut payload = vec![0u8; len - 4];
+        if !read_exact_or_eof(body, &mut payload, raw)? {
+            return Ok(found);
+        }
+        let (line, caps) = match payload.iter().position(|b| *b == 0) {
+            Some(nul) => (&payload[..nul], Some(&payload[nul + 1..])),
+            None => (&payload[..], None),
+        };
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches('\n');
+        let mut words = line.splitn(3, ' ');
+        if let (Some(old), Some(new), Some(name)) = (words.next(), words.next(), words.next()) {
+            let is_oid = |s: &str| {
+                (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+            };
+            if is_oid(old) && is_oid(new) {
+                found.commands.push(name.to_string());
+            }
+        }
+        if let Some(caps) = caps {
+            let caps = String::from_utf8_lossy(caps);
+            found.capabilities.extend(
+                caps.trim_end_matches('\n')
+                    .split(' ')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
+            );
+        }
+    }
+}
+
+/// Fills `buf` completely, appending what was read to `raw`. `Ok(false)` at EOF before the end.
+fn read_exact_or_eof<R: Read>(r: &mut R, buf: &mut [u8], raw: &mut Vec<u8>) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => {
+                raw.extend_from_slice(&buf[..filled]);
+                return Ok(false);
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    raw.extend_from_slice(buf);
+    Ok(true)
+}
+
+fn pkt_line(payload: &[u8]) -> Vec<u8> {
+    let mut v = format!("{:04x}", payload.len() + 4).into_bytes();
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Wraps `data` into side-band packets of `band`, each at most 65520 bytes long.
+fn side_band(band: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in data.chunks(65520 - 5) {
+        let mut payload = Vec::with_capacity(piece.len() + 1);
+        payload.push(band);
+        payload.extend_from_slice(piece);
+        out.extend(pkt_line(&payload));
+    }
+    out
+}
+
+/// The response body refusing a push over the ref-update limit (see [`RefLimitRefusal`]).
+fn ref_limit_reply(cmds: &Commands, max: usize, how: RefLimitRefusal) -> Vec<u8> {
+    let has = |c: &str| cmds.capabilities.iter().any(|x| x == c);
+    let sideband = has("side-band-64k") || has("side-band");
+    let report = has("report-status") || has("report-status-v2");
+    match how {
+        RefLimitRefusal::ReportStatus if report => {
+            let mut status = pkt_line(b"unpack ok\n");
+            for name in &cmds.commands {
+                status.extend(pkt_line(
+                    format!("ng {name} maximum number of ref updates per push exceeded\n")
+                        .as_bytes(),
+                ));
+            }
+            status.extend_from_slice(b"0000");
+            if sideband {
+                let mut out = side_band(1, &status);
+                out.extend_from_slice(b"0000");
+                out
+            } else {
+                status
+            }
+        }
+        _ => {
+            let msg = format!(
+                "error: maximum number of references per push ({max}) exceeded: this push updates {} references\n",
+                cmds.commands.len()
+            );
+            if sideband {
+                let mut out = side_band(3, msg.as_bytes());
+                out.extend_from_slice(b"0000");
+                out
+            } else {
+                pkt_line(format!("ERR {}", msg.trim_end()).as_bytes())
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small codecs
+
+fn base64_value(c: u8) -> Option<u32> {
+    match c {
+        b'A'..=b'Z' => Some((c - b'A') as u32),
+        b'a'..=b'z' => Some((c - b'a') as u32 + 26),
+        b'0'..=b'9' => Some((c - b'0') as u32 + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    }
+}
+
+/// Standard base64 (padding optional). `None` on anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let data: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let data = {
+        let mut end = data.len();
+        while end > 0 && data[end - 1] == b'=' {
+            end -= 1;
+        }
+        &data[..end]
+    };
+    if data.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
+    for group in data.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in group.iter().enumerate() {
+            acc |= base64_value(*c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..group.len()]);
+    }
+    Some(out)
+}
+
+/// Standard base64 with padding.
+pub fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let mut acc = 0u32;
+        for (i, b) in group.iter().enumerate() {
+            acc |= (*b as u32) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[((acc >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(b) = hex {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes everything but unreserved characters (for user info in URLs).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
