@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::job::{self, Clients};
 use crate::report::{self, RepoReport, RepoStatus, RunReport};
 use crate::run::{self, Mode};
-use crate::settings::{Settings, SettingsArgs, SettingsError};
-use crate::target::codecommit::CodeCommit;
-use crate::target::{TargetSpec, Targets};
+use crate::settings::SettingsArgs;
 
 /// Exit status: every repository ok (and, for `status`, in sync).
 pub const EXIT_OK: u8 = 0;
@@ -58,41 +57,10 @@ pub struct RunArgs {
     pub settings: SettingsArgs,
 }
 
-/// Builds the target opener for the settings; CodeCommit uses `aws` (the process's AWS configuration).
-pub fn targets_for(settings: &Settings, aws: Option<&aws_config::SdkConfig>) -> Result<Targets, SettingsError> {
-    match &settings.target {
-        TargetSpec::Dir(path) => Ok(Targets::Dir(path.clone())),
-        TargetSpec::UrlTemplate(template) => {
-            Ok(Targets::Url { template: template.clone(), credentials: settings.target_credentials.clone() })
-        }
-        TargetSpec::CodeCommit => {
-            let invalid = |why: String| SettingsError::Invalid { setting: "MIRROR_TARGET (--target)", value: "codecommit".into(), why };
-            let aws = aws.ok_or_else(|| invalid("no AWS configuration was loaded".into()))?;
-            let codecommit = CodeCommit::new(aws, &settings.codecommit_git_url).map_err(|err| invalid(err.to_string()))?;
-            Ok(Targets::CodeCommit(Arc::new(codecommit)))
-        }
-    }
-}
-
-/// Loads the AWS configuration (region, credentials, endpoints) the way every AWS tool does.
-pub async fn load_aws() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
-
-/// Whether the settings need AWS at all (a CodeCommit target, a secret, metrics).
-pub fn needs_aws(settings: &Settings) -> bool {
-    settings.target == TargetSpec::CodeCommit || settings.secret_id.is_some() || settings.metrics_namespace.is_some()
-}
-
 /// Runs `run` or `status` from the command line and returns the exit status.
 pub async fn run_command(args: RunArgs, status_only: bool) -> u8 {
     let settings = match args.settings.resolve(&|name| std::env::var(name).ok()) {
         Ok(settings) => settings,
-        Err(err) => return bad_settings(&err),
-    };
-    let aws = if needs_aws(&settings) { Some(load_aws().await) } else { None };
-    let targets = match targets_for(&settings, aws.as_ref()) {
-        Ok(targets) => targets,
         Err(err) => return bad_settings(&err),
     };
     let mode = if status_only {
@@ -106,7 +74,11 @@ pub async fn run_command(args: RunArgs, status_only: bool) -> u8 {
         let block = report::human_repo_block(repo, mode != Mode::Run);
         let _ = std::io::stderr().lock().write_all(block.as_bytes());
     });
-    let report = run::run(&settings, mode, &args.repos, None, targets, observer).await;
+    let clients = Clients::for_settings(&settings).await;
+    let report = match job::run_job(settings, mode, &args.repos, None, &clients, observer).await {
+        Ok(report) => report,
+        Err(err) => return bad_settings(&err),
+    };
     eprintln!("{}", report::human_summary(&report));
     if args.json {
         match serde_json::to_string_pretty(&report) {
@@ -117,7 +89,7 @@ pub async fn run_command(args: RunArgs, status_only: bool) -> u8 {
     exit_status(&report, mode)
 }
 
-fn bad_settings(err: &SettingsError) -> u8 {
+fn bad_settings(err: &dyn std::fmt::Display) -> u8 {
     eprintln!("repo-mirror: error: {err} (nothing was changed)");
     EXIT_BAD_SETTINGS
 }
@@ -127,7 +99,12 @@ pub fn exit_status(report: &RunReport, mode: Mode) -> u8 {
     if !report.ok {
         return EXIT_FAILED;
     }
-    if mode == Mode::Status && report.repos.iter().any(|r| r.status == RepoStatus::OutOfDate) {
+    if mode == Mode::Status
+        && report
+            .repos
+            .iter()
+            .any(|r| r.status == RepoStatus::OutOfDate)
+    {
         return EXIT_OUT_OF_DATE;
     }
     EXIT_OK

@@ -9,10 +9,14 @@
 
 pub mod cli;
 pub mod git;
+pub mod job;
+pub mod lambda;
+pub mod metrics;
 pub mod plan;
 pub mod refs;
 pub mod report;
 pub mod run;
+pub mod secrets;
 pub mod settings;
 pub mod source;
 pub mod target;

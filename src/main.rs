@@ -7,8 +7,17 @@ use clap::Parser;
 use repo_mirror::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // In Lambda there are no arguments: the runtime API's presence chooses the function.
+    let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let command = if lambda {
+        Command::Lambda
+    } else {
+        Cli::parse().command
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("repo-mirror: error: could not start the async runtime: {err}");
@@ -16,13 +25,16 @@ fn main() -> ExitCode {
         }
     };
     let status = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Run(args) => cli::run_command(args, false).await,
             Command::Status(args) => cli::run_command(args, true).await,
-            Command::Lambda => {
-                eprintln!("repo-mirror: error: the Lambda runtime is not available in this build");
-                cli::EXIT_FAILED
-            }
+            Command::Lambda => match repo_mirror::lambda::serve().await {
+                Ok(()) => cli::EXIT_OK,
+                Err(err) => {
+                    eprintln!("repo-mirror: error: the Lambda runtime stopped: {err}");
+                    cli::EXIT_FAILED
+                }
+            },
         }
     });
     ExitCode::from(status)

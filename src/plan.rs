@@ -54,7 +54,10 @@ pub enum ChangeKind {
 impl ChangeKind {
     /// Whether the change moves a target ref (as opposed to reporting why one is left alone).
     pub fn applies(self) -> bool {
-        matches!(self, ChangeKind::Create | ChangeKind::Update | ChangeKind::Force | ChangeKind::Delete)
+        matches!(
+            self,
+            ChangeKind::Create | ChangeKind::Update | ChangeKind::Force | ChangeKind::Delete
+        )
     }
 }
 
@@ -116,10 +119,15 @@ impl Plan {
 
     /// The final value of every mirrored target ref once all batches landed, to check the target against.
     pub fn expected_target(&self, target: &RefMap) -> HashMap<String, Option<ObjectId>> {
-        let mut expected: HashMap<String, Option<ObjectId>> =
-            target.iter().map(|(name, value)| (name.clone(), Some(value.oid))).collect();
+        let mut expected: HashMap<String, Option<ObjectId>> = target
+            .iter()
+            .map(|(name, value)| (name.clone(), Some(value.oid)))
+            .collect();
         for command in self.batches.iter().flat_map(|b| &b.commands) {
-            expected.insert(command.name.clone(), (!command.new.is_null()).then_some(command.new));
+            expected.insert(
+                command.name.clone(),
+                (!command.new.is_null()).then_some(command.new),
+            );
         }
         expected
     }
@@ -159,7 +167,10 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
                 reason: Some("the source advertises no branches or tags: nothing is pruned".into()),
             });
         }
-        return Plan { changes, batches: Vec::new() };
+        return Plan {
+            changes,
+            batches: Vec::new(),
+        };
     }
 
     for (name, new) in source.iter().filter(|(name, _)| refs::is_mirrored(name)) {
@@ -177,7 +188,10 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
         if let Some(glob) = protected_by(name) {
             changes.push(change(
                 ChangeKind::Keep,
-                Some(format!("protected by MIRROR_PROTECTED_REFS ({})", glob.as_str())),
+                Some(format!(
+                    "protected by MIRROR_PROTECTED_REFS ({})",
+                    glob.as_str()
+                )),
             ));
             continue;
         }
@@ -190,7 +204,11 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
         }
         let Some(old) = old else {
             changes.push(change(ChangeKind::Create, None));
-            commands.push(Command { name: name.clone(), old: null(), new: new.oid });
+            commands.push(Command {
+                name: name.clone(),
+                old: null(),
+                new: new.oid,
+            });
             continue;
         };
         let diverged_because = if name.starts_with(TAGS) {
@@ -199,7 +217,9 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
             match ancestry.get(&(old, new.oid)) {
                 Some(true) => None,
                 Some(false) => Some("the target branch is not an ancestor of the source's"),
-                None => Some("whether the target branch is an ancestor of the source's could not be decided"),
+                None => Some(
+                    "whether the target branch is an ancestor of the source's could not be decided",
+                ),
             }
         };
         match (diverged_because, policy.diverged) {
@@ -210,16 +230,32 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
                 changes.push(change(ChangeKind::Force, None));
             }
             (Some(why), DivergedPolicy::Keep) => {
-                changes.push(change(ChangeKind::Keep, Some(format!("diverged: {why}; kept (MIRROR_DIVERGED=keep)"))));
+                changes.push(change(
+                    ChangeKind::Keep,
+                    Some(format!("diverged: {why}; kept (MIRROR_DIVERGED=keep)")),
+                ));
                 continue;
             }
             (Some(why), DivergedPolicy::Backup) => {
                 let backup = backup_name(&policy.backup_stamp, name);
-                changes.push(change(ChangeKind::Force, Some(format!("diverged: {why}; the old value is kept at {backup}"))));
-                backups.push(Command { name: backup, old: null(), new: old });
+                changes.push(change(
+                    ChangeKind::Force,
+                    Some(format!(
+                        "diverged: {why}; the old value is kept at {backup}"
+                    )),
+                ));
+                backups.push(Command {
+                    name: backup,
+                    old: null(),
+                    new: old,
+                });
             }
         }
-        commands.push(Command { name: name.clone(), old, new: new.oid });
+        commands.push(Command {
+            name: name.clone(),
+            old,
+            new: new.oid,
+        });
     }
 
     for (name, old) in target_mirrored.filter(|(name, _)| !source.contains_key(*name)) {
@@ -229,18 +265,37 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
                 kind: ChangeKind::Keep,
                 old: Some(old.oid),
                 new: None,
-                reason: Some(format!("protected by MIRROR_PROTECTED_REFS ({})", glob.as_str())),
+                reason: Some(format!(
+                    "protected by MIRROR_PROTECTED_REFS ({})",
+                    glob.as_str()
+                )),
             });
         } else if policy.prune {
-            changes.push(RefChange { name: name.clone(), kind: ChangeKind::Delete, old: Some(old.oid), new: None, reason: None });
-            commands.push(Command { name: name.clone(), old: old.oid, new: null() });
+            changes.push(RefChange {
+                name: name.clone(),
+                kind: ChangeKind::Delete,
+                old: Some(old.oid),
+                new: None,
+                reason: None,
+            });
+            commands.push(Command {
+                name: name.clone(),
+                old: old.oid,
+                new: null(),
+            });
         }
     }
 
     changes.sort_by(|a, b| a.name.cmp(&b.name));
     // Backups first (the old value is safe before it is overwritten), then deletions (frees names for
     // creations like `a` → `a/b`), then branches, then tags.
-    commands.sort_by_key(|c| (c.is_delete() as u8 ^ 1, !c.name.starts_with(HEADS), c.name.clone()));
+    commands.sort_by_key(|c| {
+        (
+            c.is_delete() as u8 ^ 1,
+            !c.name.starts_with(HEADS),
+            c.name.clone(),
+        )
+    });
     backups.extend(commands);
     let batches = into_batches(backups, target, policy.max_refs_per_push.max(1));
     Plan { changes, batches }
@@ -251,7 +306,10 @@ fn null() -> ObjectId {
 }
 
 fn backup_name(stamp: &str, name: &str) -> String {
-    format!("{BACKUP_NAMESPACE}{stamp}/{}", name.strip_prefix("refs/").unwrap_or(name))
+    format!(
+        "{BACKUP_NAMESPACE}{stamp}/{}",
+        name.strip_prefix("refs/").unwrap_or(name)
+    )
 }
 
 fn into_batches(commands: Vec<Command>, target: &RefMap, max_per_push: usize) -> Vec<Batch> {
@@ -266,7 +324,11 @@ fn into_batches(commands: Vec<Command>, target: &RefMap, max_per_push: usize) ->
             }
         }
         present.extend(chunk.iter().filter(|c| !c.is_delete()).map(|c| c.new));
-        batches.push(Batch { commands: chunk.to_vec(), wants: wants.into_iter().collect(), haves });
+        batches.push(Batch {
+            commands: chunk.to_vec(),
+            wants: wants.into_iter().collect(),
+            haves,
+        });
     }
     batches
 }

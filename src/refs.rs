@@ -111,10 +111,18 @@ mod tests {
 
     #[test]
     fn forty_hex_branch_names_are_recognised() {
-        assert!(is_40_hex_branch("refs/heads/0123456789abcdef0123456789abcdef01234567"));
-        assert!(!is_40_hex_branch("refs/tags/0123456789abcdef0123456789abcdef01234567"));
-        assert!(!is_40_hex_branch("refs/heads/0123456789abcdef0123456789abcdef0123456"));
-        assert!(!is_40_hex_branch("refs/heads/g123456789abcdef0123456789abcdef01234567"));
+        assert!(is_40_hex_branch(
+            "refs/heads/0123456789abcdef0123456789abcdef01234567"
+        ));
+        assert!(!is_40_hex_branch(
+            "refs/tags/0123456789abcdef0123456789abcdef01234567"
+        ));
+        assert!(!is_40_hex_branch(
+            "refs/heads/0123456789abcdef0123456789abcdef0123456"
+        ));
+        assert!(!is_40_hex_branch(
+            "refs/heads/g123456789abcdef0123456789abcdef01234567"
+        ));
     }
 
     #[test]

@@ -115,9 +115,34 @@ impl RepoReport {
 }
 
 impl RunReport {
+    /// The report of a run that failed before any repository was looked at.
+    pub fn not_started(
+        settings: &crate::settings::Settings,
+        mode: crate::run::Mode,
+        error: String,
+    ) -> Self {
+        let mut report = RunReport {
+            ok: false,
+            dry_run: !mode.changes_targets(),
+            source: settings.source_label(),
+            target: settings.target.to_string(),
+            started_at: now_rfc3339(),
+            duration_ms: 0,
+            totals: Totals::default(),
+            repos: Vec::new(),
+            error: Some(error),
+            metrics_error: None,
+        };
+        report.finish();
+        report
+    }
+
     /// Totals and `ok`, derived from the repositories.
     pub fn finish(&mut self) {
-        let mut totals = Totals { repos: self.repos.len(), ..Totals::default() };
+        let mut totals = Totals {
+            repos: self.repos.len(),
+            ..Totals::default()
+        };
         for repo in &self.repos {
             match repo.status {
                 RepoStatus::UpToDate => totals.up_to_date += 1,
@@ -145,8 +170,14 @@ pub fn human_repo_block(repo: &RepoReport, dry_run: bool) -> String {
         RepoStatus::Created => "creating".to_owned(),
         RepoStatus::OutOfDate if dry_run => "out of date (dry run: nothing changed)".to_owned(),
         RepoStatus::OutOfDate => "out of date".to_owned(),
-        RepoStatus::Failed => format!("FAILED: {}", one_line(repo.error.as_deref().unwrap_or("unknown error"))),
-        RepoStatus::Skipped => format!("skipped: {}", repo.reason.as_deref().unwrap_or("not started")),
+        RepoStatus::Failed => format!(
+            "FAILED: {}",
+            one_line(repo.error.as_deref().unwrap_or("unknown error"))
+        ),
+        RepoStatus::Skipped => format!(
+            "skipped: {}",
+            repo.reason.as_deref().unwrap_or("not started")
+        ),
     };
     let mut block = format!("Checking if {} is up to date... {verdict}\n", repo.name);
     for change in &repo.refs {
@@ -159,19 +190,39 @@ pub fn human_repo_block(repo: &RepoReport, dry_run: bool) -> String {
 /// One ref change in `git push`'s own format.
 pub fn human_ref_line(change: &RefReport) -> String {
     let short = short_name(&change.name);
-    let abbrev = |id: &Option<String>| id.as_deref().map(|s| s[..s.len().min(7)].to_owned()).unwrap_or_default();
+    let abbrev = |id: &Option<String>| {
+        id.as_deref()
+            .map(|s| s[..s.len().min(7)].to_owned())
+            .unwrap_or_default()
+    };
     let is_tag = change.name.starts_with(crate::refs::TAGS);
     let (flag, summary, tail) = match change.change {
         ChangeKind::Create if is_tag => ('*', "[new tag]".to_owned(), String::new()),
         ChangeKind::Create => ('*', "[new branch]".to_owned(), String::new()),
-        ChangeKind::Update => (' ', format!("{}..{}", abbrev(&change.old), abbrev(&change.new)), String::new()),
-        ChangeKind::Force => ('+', format!("{}...{}", abbrev(&change.old), abbrev(&change.new)), " (forced update)".to_owned()),
+        ChangeKind::Update => (
+            ' ',
+            format!("{}..{}", abbrev(&change.old), abbrev(&change.new)),
+            String::new(),
+        ),
+        ChangeKind::Force => (
+            '+',
+            format!("{}...{}", abbrev(&change.old), abbrev(&change.new)),
+            " (forced update)".to_owned(),
+        ),
         ChangeKind::Delete => ('-', "[deleted]".to_owned(), String::new()),
         ChangeKind::Keep => ('!', "[kept]".to_owned(), String::new()),
         ChangeKind::Skip => ('!', "[skipped]".to_owned(), String::new()),
     };
-    let names = if change.change == ChangeKind::Delete { short.to_owned() } else { format!("{short} -> {short}") };
-    let reason = change.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let names = if change.change == ChangeKind::Delete {
+        short.to_owned()
+    } else {
+        format!("{short} -> {short}")
+    };
+    let reason = change
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
     format!(" {flag} {summary:<17} {names}{tail}{reason}")
 }
 
@@ -190,9 +241,21 @@ pub fn human_summary(report: &RunReport) -> String {
     .filter(|(n, _)| *n > 0)
     .map(|(n, what)| format!("{n} {what}"))
     .collect();
-    let verb = if report.dry_run { "Checked" } else { "Mirrored" };
-    let noun = if t.repos == 1 { "repository" } else { "repositories" };
-    let mut line = format!("{verb} {} {noun} in {:.1} s", t.repos, report.duration_ms as f64 / 1000.0);
+    let verb = if report.dry_run {
+        "Checked"
+    } else {
+        "Mirrored"
+    };
+    let noun = if t.repos == 1 {
+        "repository"
+    } else {
+        "repositories"
+    };
+    let mut line = format!(
+        "{verb} {} {noun} in {:.1} s",
+        t.repos,
+        report.duration_ms as f64 / 1000.0
+    );
     if !parts.is_empty() {
         line.push_str(": ");
         line.push_str(&parts.join(", "));
@@ -233,6 +296,15 @@ pub fn json_summary_line(report: &RunReport) -> serde_json::Value {
     })
 }
 
+/// The current time as RFC 3339 (`2026-11-21T10:00:00Z`).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -242,7 +314,13 @@ mod tests {
     use super::*;
 
     fn change(name: &str, kind: ChangeKind, old: Option<&str>, new: Option<&str>) -> RefReport {
-        RefReport { name: name.into(), change: kind, old: old.map(Into::into), new: new.map(Into::into), reason: None }
+        RefReport {
+            name: name.into(),
+            change: kind,
+            old: old.map(Into::into),
+            new: new.map(Into::into),
+            reason: None,
+        }
     }
 
     #[test]
@@ -250,19 +328,56 @@ mod tests {
         let b = "b54f7e2aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let n = "9cccc2fbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
         assert_eq!(
-            human_ref_line(&change("refs/heads/fix-change-history", ChangeKind::Create, None, Some(n))),
+            human_ref_line(&change(
+                "refs/heads/fix-change-history",
+                ChangeKind::Create,
+                None,
+                Some(n)
+            )),
             " * [new branch]      fix-change-history -> fix-change-history"
         );
-        assert_eq!(human_ref_line(&change("refs/heads/dependabot/bundler/x", ChangeKind::Delete, Some(b), None)), " - [deleted]         dependabot/bundler/x");
-        assert_eq!(human_ref_line(&change("refs/heads/main", ChangeKind::Update, Some(b), Some(n))), "   b54f7e2..9cccc2f  main -> main");
         assert_eq!(
-            human_ref_line(&change("refs/heads/rewritten", ChangeKind::Force, Some(b), Some(n))),
+            human_ref_line(&change(
+                "refs/heads/dependabot/bundler/x",
+                ChangeKind::Delete,
+                Some(b),
+                None
+            )),
+            " - [deleted]         dependabot/bundler/x"
+        );
+        assert_eq!(
+            human_ref_line(&change(
+                "refs/heads/main",
+                ChangeKind::Update,
+                Some(b),
+                Some(n)
+            )),
+            "   b54f7e2..9cccc2f  main -> main"
+        );
+        assert_eq!(
+            human_ref_line(&change(
+                "refs/heads/rewritten",
+                ChangeKind::Force,
+                Some(b),
+                Some(n)
+            )),
             " + b54f7e2...9cccc2f rewritten -> rewritten (forced update)"
         );
-        assert_eq!(human_ref_line(&change("refs/tags/release_13802", ChangeKind::Create, None, Some(n))), " * [new tag]         release_13802 -> release_13802");
+        assert_eq!(
+            human_ref_line(&change(
+                "refs/tags/release_13802",
+                ChangeKind::Create,
+                None,
+                Some(n)
+            )),
+            " * [new tag]         release_13802 -> release_13802"
+        );
         let mut kept = change("refs/heads/security/x", ChangeKind::Keep, Some(b), Some(n));
         kept.reason = Some("protected".into());
-        assert_eq!(human_ref_line(&kept), " ! [kept]            security/x -> security/x (protected)");
+        assert_eq!(
+            human_ref_line(&kept),
+            " ! [kept]            security/x -> security/x (protected)"
+        );
     }
 
     #[test]
@@ -274,7 +389,10 @@ mod tests {
         updated.name = "whitehall".into();
         updated.status = RepoStatus::Updated;
         updated.bytes = 100;
-        updated.refs = vec![change("refs/heads/main", ChangeKind::Update, None, None), change("refs/heads/k", ChangeKind::Keep, None, None)];
+        updated.refs = vec![
+            change("refs/heads/main", ChangeKind::Update, None, None),
+            change("refs/heads/k", ChangeKind::Keep, None, None),
+        ];
         let failed = RepoReport::failed("calendars", "calendars", "boom\nsecond line".into(), 1);
         let mut report = RunReport {
             ok: false,
@@ -292,12 +410,62 @@ mod tests {
         assert!(!report.ok);
         assert_eq!(report.totals.refs_changed, 1);
         assert_eq!(report.totals.bytes, 100);
-        assert_eq!(human_summary(&report), "Mirrored 3 repositories in 4.2 s: 1 updated, 1 up to date, 1 failed");
-        assert_eq!(human_repo_block(&report.repos[2], false), "Checking if calendars is up to date... FAILED: boom second line\n");
+        assert_eq!(
+            human_summary(&report),
+            "Mirrored 3 repositories in 4.2 s: 1 updated, 1 up to date, 1 failed"
+        );
+        assert_eq!(
+            human_repo_block(&report.repos[2], false),
+            "Checking if calendars is up to date... FAILED: boom second line\n"
+        );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["repos"][0]["refs"][0]["ref"], "refs/heads/main");
         assert_eq!(json["repos"][0]["refs"][0]["change"], "update");
         assert_eq!(json["repos"][1]["status"], "up_to_date");
         assert!(json.get("error").is_none());
     }
+}
+
+/// One CloudWatch metric of a run: name, unit, value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricValue {
+    pub name: &'static str,
+    pub unit: MetricUnit,
+    pub value: f64,
+}
+
+/// The units the run's metrics use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricUnit {
+    Count,
+    Bytes,
+    Seconds,
+}
+
+/// The contract's metrics for a finished run.
+pub fn metric_values(report: &RunReport) -> Vec<MetricValue> {
+    let t = &report.totals;
+    let count = |name, value: usize| MetricValue {
+        name,
+        unit: MetricUnit::Count,
+        value: value as f64,
+    };
+    vec![
+        count("MirrorSuccess", usize::from(report.ok)),
+        count("ReposTotal", t.repos),
+        count("ReposUpdated", t.updated + t.created),
+        count("ReposUpToDate", t.up_to_date),
+        count("ReposFailed", t.failed + t.skipped),
+        count("RefsChanged", t.refs_changed),
+        MetricValue {
+            name: "BytesTransferred",
+            unit: MetricUnit::Bytes,
+            value: t.bytes as f64,
+        },
+        MetricValue {
+            name: "RunDuration",
+            unit: MetricUnit::Seconds,
+            value: report.duration_ms as f64 / 1000.0,
+        },
+    ]
 }

@@ -34,9 +34,11 @@ impl Mode {
     }
 }
 
-/// Time kept back before the deadline: a repository is not started with less than this left, and
-/// transfers are cut this long before it so the report always goes out.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+/// Time kept back before the deadline, so that the report always goes out: 5% of the time the run
+/// had, between 2 and 20 seconds. Transfers are cut this long before the deadline.
+pub fn deadline_margin(budget: Duration) -> Duration {
+    (budget / 20).clamp(Duration::from_secs(2), Duration::from_secs(20))
+}
 /// A repository transfer on the command line (no invocation deadline) gives up after this long.
 pub const REPOSITORY_TIME_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -68,6 +70,11 @@ struct RunContext {
     deadline: Option<Instant>,
     backup_stamp: String,
     handle: Handle,
+    /// See [`deadline_margin`].
+    margin: Duration,
+    /// How long each finished repository took: a repository is started only if the time left covers
+    /// the longest of them plus the margin.
+    durations: std::sync::Mutex<Vec<Duration>>,
 }
 
 /// Called with each repository's report as soon as it is done (the log).
@@ -90,14 +97,18 @@ pub async fn run(
         dry_run: !mode.changes_targets(),
         source: settings.source_label(),
         target: targets.label(),
-        started_at: started_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        started_at: crate::report::now_rfc3339(),
         duration_ms: 0,
         totals: Totals::default(),
         repos: Vec::new(),
         error: None,
         metrics_error: None,
     };
-    match select_and_mirror(settings, mode, only, deadline, targets, observer, started_at).await {
+    match select_and_mirror(
+        settings, mode, only, deadline, targets, observer, started_at,
+    )
+    .await
+    {
         Ok(repos) => report.repos = repos,
         Err(error) => report.error = Some(error),
     }
@@ -115,10 +126,17 @@ async fn select_and_mirror(
     observer: Observer,
     started_at: time::OffsetDateTime,
 ) -> Result<Vec<RepoReport>, String> {
-    let github = GitHub::connect(&settings.github_api_url, &settings.org, &settings.github_auth)
+    let github = GitHub::connect(
+        &settings.github_api_url,
+        &settings.org,
+        &settings.github_auth,
+    )
+    .await
+    .map_err(|err| err.to_string())?;
+    let listing = github
+        .list_repositories()
         .await
         .map_err(|err| err.to_string())?;
-    let listing = github.list_repositories().await.map_err(|err| err.to_string())?;
     let mut filter = settings.filter.clone();
     filter.only = only.to_vec();
     let mut selection = source::select(listing, &filter);
@@ -133,10 +151,19 @@ async fn select_and_mirror(
     }
     // Most recently pushed first: if deadlines keep cutting runs short, the active repositories still
     // converge, and the ones left over are those that changed least recently.
-    selection.repos.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then_with(|| a.name.cmp(&b.name)));
+    selection.repos.sort_by(|a, b| {
+        b.pushed_at
+            .cmp(&a.pushed_at)
+            .then_with(|| a.name.cmp(&b.name))
+    });
 
+    let margin = deadline
+        .map(|d| deadline_margin(d.saturating_duration_since(Instant::now())))
+        .unwrap_or_default();
     let stamp = started_at
-        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
         .unwrap_or_else(|_| "backup".into());
     let context = Arc::new(RunContext {
         settings: settings.clone(),
@@ -146,50 +173,105 @@ async fn select_and_mirror(
         deadline,
         backup_stamp: stamp,
         handle: Handle::current(),
+        margin,
+        durations: Default::default(),
     });
     let semaphore = Arc::new(Semaphore::new(settings.concurrency));
-    let mut tasks = Vec::new();
-    for repo in selection.repos {
-        let context = context.clone();
-        let semaphore = semaphore.clone();
-        let observer = observer.clone();
-        tasks.push(tokio::spawn(async move {
-            let target_name = format!("{}{}", context.settings.target_prefix, repo.name);
-            let report = match semaphore.acquire_owned().await {
-                Ok(_permit) => mirror_in_task(context, repo, target_name).await,
-                Err(_) => RepoReport::failed(&repo.name, &target_name, "the run was shut down".into(), 0),
-            };
-            observer(&report);
-            report
-        }));
-    }
+    // The report must go out before the deadline: past this instant nothing new starts, and whatever
+    // is still running is reported skipped (its transfers are bounded by the same deadline and end on
+    // their own).
+    let cutoff =
+        deadline.map(|d| tokio::time::Instant::from_std(d.checked_sub(margin / 2).unwrap_or(d)));
     let mut repos = Vec::new();
     for (name, why) in selection.missing {
-        let report = RepoReport::failed(&name, &format!("{}{name}", settings.target_prefix), RepoError::NotSelected(format!("not mirrored: {why}")).to_string(), 0);
+        let report = RepoReport::failed(
+            &name,
+            &format!("{}{name}", settings.target_prefix),
+            RepoError::NotSelected(format!("not mirrored: {why}")).to_string(),
+            0,
+        );
         observer(&report);
         repos.push(report);
     }
-    for task in tasks {
-        match task.await {
-            Ok(report) => repos.push(report),
-            Err(err) => repos.push(RepoReport::failed("?", "?", format!("internal error: {err}"), 0)),
+    let mut tasks = Vec::new();
+    for repo in selection.repos {
+        let target_name = format!("{}{}", settings.target_prefix, repo.name);
+        // Permits are taken here, in order, so repositories start in the chosen order.
+        let permit = match cutoff {
+            Some(cutoff) => tokio::time::timeout_at(cutoff, semaphore.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => semaphore.clone().acquire_owned().await.ok(),
+        };
+        let Some(permit) = permit else {
+            let report = RepoReport::skipped(&repo.name, &target_name, "deadline");
+            observer(&report);
+            repos.push(report);
+            continue;
+        };
+        let context = context.clone();
+        let observer = observer.clone();
+        let names = (repo.name.clone(), target_name.clone());
+        let task = tokio::spawn(async move {
+            let report = mirror_in_task(context, repo, target_name).await;
+            drop(permit);
+            observer(&report);
+            report
+        });
+        tasks.push((names, task));
+    }
+    for ((name, target_name), mut task) in tasks {
+        let joined = match cutoff {
+            Some(cutoff) => tokio::time::timeout_at(cutoff, &mut task).await.ok(),
+            None => Some((&mut task).await),
+        };
+        match joined {
+            Some(Ok(report)) => repos.push(report),
+            Some(Err(err)) => repos.push(RepoReport::failed(
+                &name,
+                &target_name,
+                RepoError::Internal(err.to_string()).to_string(),
+                0,
+            )),
+            None => {
+                task.abort();
+                let report = RepoReport::skipped(&name, &target_name, "deadline");
+                observer(&report);
+                repos.push(report);
+            }
         }
     }
     Ok(repos)
 }
 
 /// Mirrors one repository on a blocking thread; a panic there becomes this repository's failure.
-async fn mirror_in_task(context: Arc<RunContext>, repo: SourceRepo, target_name: String) -> RepoReport {
+async fn mirror_in_task(
+    context: Arc<RunContext>,
+    repo: SourceRepo,
+    target_name: String,
+) -> RepoReport {
     if let Some(deadline) = context.deadline {
-        if deadline.saturating_duration_since(Instant::now()) < DEADLINE_MARGIN * 2 {
+        let longest = context
+            .durations
+            .lock()
+            .ok()
+            .and_then(|d| d.iter().max().copied())
+            .unwrap_or_default();
+        if deadline.saturating_duration_since(Instant::now()) < context.margin * 2 + longest {
             return RepoReport::skipped(&repo.name, &target_name, "deadline");
         }
     }
     let started = Instant::now();
     let name = repo.name.clone();
     let target = target_name.clone();
-    let outcome = tokio::task::spawn_blocking(move || mirror_repository(&context, &repo, &target)).await;
+    let worker = context.clone();
+    let outcome =
+        tokio::task::spawn_blocking(move || mirror_repository(&worker, &repo, &target)).await;
     let duration_ms = started.elapsed().as_millis() as u64;
+    if let Ok(mut durations) = context.durations.lock() {
+        durations.push(started.elapsed());
+    }
     match outcome {
         Ok(mut report) => {
             report.duration_ms = duration_ms;
@@ -206,7 +288,12 @@ async fn mirror_in_task(context: Arc<RunContext>, repo: SourceRepo, target_name:
             } else {
                 err.to_string()
             };
-            RepoReport::failed(&name, &target_name, RepoError::Internal(format!("the task failed: {why}")).to_string(), duration_ms)
+            RepoReport::failed(
+                &name,
+                &target_name,
+                RepoError::Internal(format!("the task failed: {why}")).to_string(),
+                duration_ms,
+            )
         }
     }
 }
@@ -221,7 +308,13 @@ struct Progress {
 }
 
 fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str) -> RepoReport {
-    let mut progress = Progress { changes: Vec::new(), objects: 0, bytes: 0, created: false, applied: false };
+    let mut progress = Progress {
+        changes: Vec::new(),
+        objects: 0,
+        bytes: 0,
+        created: false,
+        applied: false,
+    };
     let result = mirror_repository_inner(context, repo, target_name, &mut progress);
     let status = match &result {
         Err(_) => RepoStatus::Failed,
@@ -249,27 +342,45 @@ fn mirror_repository_inner(
     crate::target::check_repository_name(target_name).map_err(TargetError::from)?;
     let repo_deadline = Instant::now() + REPOSITORY_TIME_LIMIT;
     let deadline = Some(match context.deadline {
-        Some(run_deadline) => run_deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(run_deadline).min(repo_deadline),
+        Some(run_deadline) => run_deadline
+            .checked_sub(context.margin)
+            .unwrap_or(run_deadline)
+            .min(repo_deadline),
         None => repo_deadline,
     });
-    let source_endpoint = Endpoint { url: repo.clone_url.clone(), credentials: context.github.git_credentials(), deadline };
+    let source_endpoint = Endpoint {
+        url: repo.clone_url.clone(),
+        credentials: context.github.git_credentials(),
+        deadline,
+    };
     let mut source = SourceConnection::open(&source_endpoint)?;
     let source_refs = source.list_refs()?;
 
-    let opened = context.targets.open(target_name, repo, context.mode.changes_targets(), deadline, &context.handle)?;
+    let opened = context.targets.open(
+        target_name,
+        repo,
+        context.mode.changes_targets(),
+        deadline,
+        &context.handle,
+    )?;
     let (mut mirror, created) = match opened {
         Some(opened) => (Some(opened.mirror), opened.created),
         None => (None, false),
     };
     progress.created = created;
-    let target_refs = mirror.as_ref().map(|m| m.refs().clone()).unwrap_or_default();
+    let target_refs = mirror
+        .as_ref()
+        .map(|m| m.refs().clone())
+        .unwrap_or_default();
 
     let mut ancestry = Ancestry::new();
     for (old, new) in plan::ancestry_questions(&source_refs.refs, &target_refs) {
         let local = mirror.as_ref().and_then(|m| m.is_ancestor(old, new));
         let answer = match local {
             Some(answer) => Some(answer),
-            None => context.handle.block_on(context.github.is_ancestor(&repo.full_name, old, new)),
+            None => context
+                .handle
+                .block_on(context.github.is_ancestor(&repo.full_name, old, new)),
         };
         if let Some(answer) = answer {
             ancestry.insert((old, new), answer);
@@ -289,18 +400,33 @@ fn mirror_repository_inner(
     let mirror_present = mirror.is_some();
     let Some(mirror) = mirror.as_mut().filter(|_| context.mode.changes_targets()) else {
         // Read-only: a missing mirror is out of date too (the run would create it).
-        return Ok(if plan.is_up_to_date() && mirror_present { RepoStatus::UpToDate } else { RepoStatus::OutOfDate });
+        return Ok(if plan.is_up_to_date() && mirror_present {
+            RepoStatus::UpToDate
+        } else {
+            RepoStatus::OutOfDate
+        });
     };
 
     let rejected = apply_plan(&plan, &mut source, mirror.as_mut(), progress)?;
     verify(&plan, mirror.as_mut(), &rejected)?;
-    let default_branch = source_refs.head.clone().or_else(|| repo.default_branch.as_ref().map(|b| format!("refs/heads/{b}")));
+    let default_branch = source_refs.head.clone().or_else(|| {
+        repo.default_branch
+            .as_ref()
+            .map(|b| format!("refs/heads/{b}"))
+    });
     if let Some(branch) = default_branch {
         mirror.set_head(&branch)?;
     }
     if !rejected.is_empty() {
-        let details = rejected.iter().map(|(name, why)| format!("{name}: {why}")).collect::<Vec<_>>().join("; ");
-        return Err(RepoError::Refused { count: rejected.len(), details });
+        let details = rejected
+            .iter()
+            .map(|(name, why)| format!("{name}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(RepoError::Refused {
+            count: rejected.len(),
+            details,
+        });
     }
     Ok(if progress.created {
         RepoStatus::Created
@@ -334,7 +460,9 @@ fn apply_plan(
             progress.objects += u64::from(stream.objects().unwrap_or(0));
             let outcome = outcome?;
             if !stream.is_verified() {
-                return Err(RepoError::UnverifiedPack { bytes: stream.byte_count() });
+                return Err(RepoError::UnverifiedPack {
+                    bytes: stream.byte_count(),
+                });
             }
             outcome
         };
@@ -346,7 +474,11 @@ fn apply_plan(
 
 /// Reads the target's refs again and holds them against the plan: every command that was not refused
 /// must show its new value (or be gone, for a deletion).
-fn verify(plan: &Plan, mirror: &mut dyn Mirror, rejected: &[(String, String)]) -> Result<(), RepoError> {
+fn verify(
+    plan: &Plan,
+    mirror: &mut dyn Mirror,
+    rejected: &[(String, String)],
+) -> Result<(), RepoError> {
     if plan.batches.is_empty() {
         return Ok(());
     }
@@ -359,8 +491,16 @@ fn verify(plan: &Plan, mirror: &mut dyn Mirror, rejected: &[(String, String)]) -
         let expected = (!command.new.is_null()).then_some(command.new);
         let found = actual.get(&command.name).map(|v| v.oid);
         if found != expected {
-            let show = |v: Option<gix::ObjectId>| v.map(|id| id.to_string()).unwrap_or_else(|| "absent".into());
-            mismatches.push(format!("{} is {} (expected {})", command.name, show(found), show(expected)));
+            let show = |v: Option<gix::ObjectId>| {
+                v.map(|id| id.to_string())
+                    .unwrap_or_else(|| "absent".into())
+            };
+            mismatches.push(format!(
+                "{} is {} (expected {})",
+                command.name,
+                show(found),
+                show(expected)
+            ));
         }
     }
     if mismatches.is_empty() {

@@ -60,6 +60,9 @@ pub struct SettingsArgs {
     /// CloudWatch namespace for run metrics; unset = publish none
     #[arg(long, env = "MIRROR_METRICS_NAMESPACE", value_name = "NAMESPACE")]
     pub metrics_namespace: Option<String>,
+    /// Seconds after which the run starts no more repositories and reports the rest skipped (deadline); in Lambda, the invocation's own deadline also applies [default: none]
+    #[arg(long, env = "MIRROR_TIME_LIMIT", value_name = "SECONDS")]
+    pub time_limit: Option<String>,
     /// Preview: plan every repository, print what would change, change nothing [default: false]
     #[arg(long, env = "MIRROR_DRY_RUN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub dry_run: Option<String>,
@@ -84,6 +87,8 @@ pub struct Settings {
     pub protected: Vec<RefGlob>,
     pub diverged: DivergedPolicy,
     pub metrics_namespace: Option<String>,
+    /// `MIRROR_TIME_LIMIT`: how long the run may take.
+    pub time_limit: Option<std::time::Duration>,
     pub dry_run: bool,
 }
 
@@ -93,69 +98,144 @@ pub enum SettingsError {
     #[error("{setting} is required")]
     Missing { setting: &'static str },
     #[error("{setting} {value:?} is invalid: {why}")]
-    Invalid { setting: &'static str, value: String, why: String },
+    Invalid {
+        setting: &'static str,
+        value: String,
+        why: String,
+    },
     #[error("{setting} is invalid: {why}")]
     InvalidSecret { setting: &'static str, why: String },
 }
 
-pub const DEFAULT_CODECOMMIT_GIT_URL: &str = "https://git-codecommit.{region}.amazonaws.com/v1/repos/{name}";
+pub const DEFAULT_CODECOMMIT_GIT_URL: &str =
+    "https://git-codecommit.{region}.amazonaws.com/v1/repos/{name}";
 
 impl SettingsArgs {
     /// Validates the flags and environment into settings; `env` reads the variables that have no flag.
     pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
 
-        let org = given(&self.org).ok_or(SettingsError::Missing { setting: "MIRROR_GITHUB_ORG (--org)" })?;
-        if !org.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-            return Err(invalid("MIRROR_GITHUB_ORG (--org)", &org, "an organisation or user login has only letters, digits and '-'"));
+        let org = given(&self.org).ok_or(SettingsError::Missing {
+            setting: "MIRROR_GITHUB_ORG (--org)",
+        })?;
+        if !org
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(invalid(
+                "MIRROR_GITHUB_ORG (--org)",
+                &org,
+                "an organisation or user login has only letters, digits and '-'",
+            ));
         }
-        let regex = |setting: &'static str, value: Option<String>| -> Result<Option<Regex>, SettingsError> {
+        let regex = |setting: &'static str,
+                     value: Option<String>|
+         -> Result<Option<Regex>, SettingsError> {
             value
-                .map(|v| Regex::new(&v).map_err(|err| invalid(setting, &v, &err.to_string().replace('\n', " "))))
+                .map(|v| {
+                    Regex::new(&v)
+                        .map_err(|err| invalid(setting, &v, &err.to_string().replace('\n', " ")))
+                })
                 .transpose()
         };
         let filter = Filter {
             topic: given(&self.topic),
             include: regex("MIRROR_INCLUDE (--include)", given(&self.include))?,
             exclude: regex("MIRROR_EXCLUDE (--exclude)", given(&self.exclude))?,
-            include_archived: boolean("MIRROR_INCLUDE_ARCHIVED (--include-archived)", given(&self.include_archived), false)?,
-            include_forks: boolean("MIRROR_INCLUDE_FORKS (--include-forks)", given(&self.include_forks), false)?,
+            include_archived: boolean(
+                "MIRROR_INCLUDE_ARCHIVED (--include-archived)",
+                given(&self.include_archived),
+                false,
+            )?,
+            include_forks: boolean(
+                "MIRROR_INCLUDE_FORKS (--include-forks)",
+                given(&self.include_forks),
+                false,
+            )?,
             only: Vec::new(),
         };
-        let github_api_url = given(&self.github_api_url).unwrap_or_else(|| "https://api.github.com".into());
+        let github_api_url =
+            given(&self.github_api_url).unwrap_or_else(|| "https://api.github.com".into());
         if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
-            return Err(invalid("GITHUB_API_URL (--github-api-url)", &github_api_url, "it must be an http(s) URL"));
+            return Err(invalid(
+                "GITHUB_API_URL (--github-api-url)",
+                &github_api_url,
+                "it must be an http(s) URL",
+            ));
         }
         let github_auth = match env("GITHUB_TOKEN") {
             Some(token) => GitHubAuth::Token(token.trim().to_owned()),
             None => GitHubAuth::Anonymous,
         };
         let target_text = given(&self.target).unwrap_or_else(|| "dir:mirrors".into());
-        let target: TargetSpec = target_text.parse().map_err(|err: crate::target::TargetSpecError| SettingsError::Invalid {
-            setting: "MIRROR_TARGET (--target)",
-            value: match err {
-                crate::target::TargetSpecError::CredentialsInUrl(_) => "<redacted>".into(),
-                _ => target_text.clone(),
-            },
-            why: err.to_string(),
-        })?;
-        let target_credentials = match (env("MIRROR_TARGET_USERNAME"), env("MIRROR_TARGET_PASSWORD")) {
-            (Some(username), Some(password)) => Some(Credentials { username, password }),
-            (None, None) => None,
-            (Some(_), None) => return Err(SettingsError::Missing { setting: "MIRROR_TARGET_PASSWORD (MIRROR_TARGET_USERNAME is set)" }),
-            (None, Some(_)) => return Err(SettingsError::Missing { setting: "MIRROR_TARGET_USERNAME (MIRROR_TARGET_PASSWORD is set)" }),
-        };
+        let target: TargetSpec =
+            target_text
+                .parse()
+                .map_err(
+                    |err: crate::target::TargetSpecError| SettingsError::Invalid {
+                        setting: "MIRROR_TARGET (--target)",
+                        value: match err {
+                            crate::target::TargetSpecError::CredentialsInUrl(_) => {
+                                "<redacted>".into()
+                            }
+                            _ => target_text.clone(),
+                        },
+                        why: err.to_string(),
+                    },
+                )?;
+        let target_credentials =
+            match (env("MIRROR_TARGET_USERNAME"), env("MIRROR_TARGET_PASSWORD")) {
+                (Some(username), Some(password)) => Some(Credentials { username, password }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(SettingsError::Missing {
+                        setting: "MIRROR_TARGET_PASSWORD (MIRROR_TARGET_USERNAME is set)",
+                    })
+                }
+                (None, Some(_)) => {
+                    return Err(SettingsError::Missing {
+                        setting: "MIRROR_TARGET_USERNAME (MIRROR_TARGET_PASSWORD is set)",
+                    })
+                }
+            };
         let target_prefix = given(&self.target_prefix).unwrap_or_default();
-        if !target_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
-            return Err(invalid("MIRROR_TARGET_PREFIX (--target-prefix)", &target_prefix, "only letters, digits, '.', '_' and '-' are allowed"));
+        if !target_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(invalid(
+                "MIRROR_TARGET_PREFIX (--target-prefix)",
+                &target_prefix,
+                "only letters, digits, '.', '_' and '-' are allowed",
+            ));
         }
-        let codecommit_git_url = env("MIRROR_CODECOMMIT_GIT_URL").unwrap_or_else(|| DEFAULT_CODECOMMIT_GIT_URL.into());
+        let codecommit_git_url =
+            env("MIRROR_CODECOMMIT_GIT_URL").unwrap_or_else(|| DEFAULT_CODECOMMIT_GIT_URL.into());
         if !codecommit_git_url.contains("{name}") || !codecommit_git_url.starts_with("http") {
-            return Err(invalid("MIRROR_CODECOMMIT_GIT_URL", &codecommit_git_url, "it must be an http(s) URL template containing {name}"));
+            return Err(invalid(
+                "MIRROR_CODECOMMIT_GIT_URL",
+                &codecommit_git_url,
+                "it must be an http(s) URL template containing {name}",
+            ));
         }
-        let concurrency = number("MIRROR_CONCURRENCY (--concurrency)", given(&self.concurrency), 8, 1..=256)?;
-        let max_refs_per_push = number("MIRROR_MAX_REFS_PER_PUSH", env("MIRROR_MAX_REFS_PER_PUSH"), 4000, 1..=100_000)?;
+        let concurrency = number(
+            "MIRROR_CONCURRENCY (--concurrency)",
+            given(&self.concurrency),
+            8,
+            1..=256,
+        )?;
+        let max_refs_per_push = number(
+            "MIRROR_MAX_REFS_PER_PUSH",
+            env("MIRROR_MAX_REFS_PER_PUSH"),
+            4000,
+            1..=100_000,
+        )?;
         let prune = boolean("MIRROR_PRUNE (--prune)", given(&self.prune), true)?;
         let protected = given(&self.protected_refs)
             .map(|globs| {
@@ -167,18 +247,32 @@ impl SettingsArgs {
                         if g.starts_with("refs/") || g.starts_with('*') {
                             Ok(RefGlob::new(g))
                         } else {
-                            Err(invalid("MIRROR_PROTECTED_REFS (--protect)", g, "each glob names full refs, e.g. refs/heads/security/*"))
+                            Err(invalid(
+                                "MIRROR_PROTECTED_REFS (--protect)",
+                                g,
+                                "each glob names full refs, e.g. refs/heads/security/*",
+                            ))
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?
             .unwrap_or_default();
-        let diverged = match given(&self.diverged).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let diverged = match given(&self.diverged)
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("overwrite") => DivergedPolicy::Overwrite,
             Some("keep") => DivergedPolicy::Keep,
             Some("backup") => DivergedPolicy::Backup,
-            Some(other) => return Err(invalid("MIRROR_DIVERGED (--diverged)", other, "use overwrite, keep or backup")),
+            Some(other) => {
+                return Err(invalid(
+                    "MIRROR_DIVERGED (--diverged)",
+                    other,
+                    "use overwrite, keep or backup",
+                ))
+            }
         };
         let metrics_namespace = given(&self.metrics_namespace);
         if let Some(ns) = &metrics_namespace {
@@ -186,6 +280,10 @@ impl SettingsArgs {
                 return Err(invalid("MIRROR_METRICS_NAMESPACE (--metrics-namespace)", ns, "a custom CloudWatch namespace of at most 255 characters, not starting with AWS/"));
             }
         }
+        let time_limit = given(&self.time_limit)
+            .map(|v| number("MIRROR_TIME_LIMIT (--time-limit)", Some(v), 0, 1..=86_400))
+            .transpose()?
+            .map(|seconds| std::time::Duration::from_secs(seconds as u64));
         let dry_run = boolean("MIRROR_DRY_RUN (--dry-run)", given(&self.dry_run), false)?;
         Ok(Settings {
             org,
@@ -203,6 +301,7 @@ impl SettingsArgs {
             protected,
             diverged,
             metrics_namespace,
+            time_limit,
             dry_run,
         })
     }
@@ -224,10 +323,18 @@ impl Settings {
 }
 
 fn invalid(setting: &'static str, value: &str, why: &str) -> SettingsError {
-    SettingsError::Invalid { setting, value: value.to_owned(), why: why.to_owned() }
+    SettingsError::Invalid {
+        setting,
+        value: value.to_owned(),
+        why: why.to_owned(),
+    }
 }
 
-fn boolean(setting: &'static str, value: Option<String>, default: bool) -> Result<bool, SettingsError> {
+fn boolean(
+    setting: &'static str,
+    value: Option<String>,
+    default: bool,
+) -> Result<bool, SettingsError> {
     match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => Ok(default),
         Some("true" | "1" | "yes" | "on") => Ok(true),
@@ -236,11 +343,26 @@ fn boolean(setting: &'static str, value: Option<String>, default: bool) -> Resul
     }
 }
 
-fn number(setting: &'static str, value: Option<String>, default: usize, range: std::ops::RangeInclusive<usize>) -> Result<usize, SettingsError> {
-    let Some(value) = value else { return Ok(default) };
+fn number(
+    setting: &'static str,
+    value: Option<String>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, SettingsError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
     match value.trim().parse::<usize>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(invalid(setting, &value, &format!("use a whole number from {} to {}", range.start(), range.end()))),
+        _ => Err(invalid(
+            setting,
+            &value,
+            &format!(
+                "use a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
     }
 }
 
@@ -253,7 +375,10 @@ mod tests {
     }
 
     fn args() -> SettingsArgs {
-        SettingsArgs { org: Some("alphagov".into()), ..SettingsArgs::default() }
+        SettingsArgs {
+            org: Some("alphagov".into()),
+            ..SettingsArgs::default()
+        }
     }
 
     #[test]
@@ -261,7 +386,10 @@ mod tests {
         let s = args().resolve(&no_env).unwrap();
         assert_eq!(s.target, TargetSpec::Dir("mirrors".into()));
         assert_eq!(s.github_api_url, "https://api.github.com");
-        assert_eq!((s.concurrency, s.max_refs_per_push, s.prune, s.dry_run), (8, 4000, true, false));
+        assert_eq!(
+            (s.concurrency, s.max_refs_per_push, s.prune, s.dry_run),
+            (8, 4000, true, false)
+        );
         assert_eq!(s.diverged, DivergedPolicy::Overwrite);
         assert!(!s.filter.include_archived && !s.filter.include_forks);
         assert!(matches!(s.github_auth, GitHubAuth::Anonymous));
@@ -273,30 +401,101 @@ mod tests {
         let err = SettingsArgs::default().resolve(&no_env).unwrap_err();
         assert_eq!(err.to_string(), "MIRROR_GITHUB_ORG (--org) is required");
         let cases: Vec<(SettingsArgs, &str)> = vec![
-            (SettingsArgs { include: Some("(".into()), ..args() }, "MIRROR_INCLUDE (--include) \"(\" is invalid"),
-            (SettingsArgs { exclude: Some("[".into()), ..args() }, "MIRROR_EXCLUDE"),
-            (SettingsArgs { target: Some("ftp://x".into()), ..args() }, "MIRROR_TARGET (--target)"),
-            (SettingsArgs { concurrency: Some("0".into()), ..args() }, "MIRROR_CONCURRENCY"),
-            (SettingsArgs { prune: Some("maybe".into()), ..args() }, "MIRROR_PRUNE (--prune) \"maybe\""),
-            (SettingsArgs { diverged: Some("merge".into()), ..args() }, "MIRROR_DIVERGED"),
-            (SettingsArgs { protected_refs: Some("security/*".into()), ..args() }, "MIRROR_PROTECTED_REFS"),
-            (SettingsArgs { target_prefix: Some("a/b".into()), ..args() }, "MIRROR_TARGET_PREFIX"),
-            (SettingsArgs { org: Some("a/../b".into()), ..SettingsArgs::default() }, "MIRROR_GITHUB_ORG"),
+            (
+                SettingsArgs {
+                    include: Some("(".into()),
+                    ..args()
+                },
+                "MIRROR_INCLUDE (--include) \"(\" is invalid",
+            ),
+            (
+                SettingsArgs {
+                    exclude: Some("[".into()),
+                    ..args()
+                },
+                "MIRROR_EXCLUDE",
+            ),
+            (
+                SettingsArgs {
+                    target: Some("ftp://x".into()),
+                    ..args()
+                },
+                "MIRROR_TARGET (--target)",
+            ),
+            (
+                SettingsArgs {
+                    concurrency: Some("0".into()),
+                    ..args()
+                },
+                "MIRROR_CONCURRENCY",
+            ),
+            (
+                SettingsArgs {
+                    prune: Some("maybe".into()),
+                    ..args()
+                },
+                "MIRROR_PRUNE (--prune) \"maybe\"",
+            ),
+            (
+                SettingsArgs {
+                    diverged: Some("merge".into()),
+                    ..args()
+                },
+                "MIRROR_DIVERGED",
+            ),
+            (
+                SettingsArgs {
+                    protected_refs: Some("security/*".into()),
+                    ..args()
+                },
+                "MIRROR_PROTECTED_REFS",
+            ),
+            (
+                SettingsArgs {
+                    target_prefix: Some("a/b".into()),
+                    ..args()
+                },
+                "MIRROR_TARGET_PREFIX",
+            ),
+            (
+                SettingsArgs {
+                    time_limit: Some("0".into()),
+                    ..args()
+                },
+                "MIRROR_TIME_LIMIT (--time-limit)",
+            ),
+            (
+                SettingsArgs {
+                    org: Some("a/../b".into()),
+                    ..SettingsArgs::default()
+                },
+                "MIRROR_GITHUB_ORG",
+            ),
         ];
         for (args, expected) in cases {
             let err = args.resolve(&no_env).unwrap_err().to_string();
-            assert!(err.starts_with(expected), "{err:?} should start with {expected:?}");
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
         }
         let env = |name: &str| (name == "MIRROR_MAX_REFS_PER_PUSH").then(|| "lots".to_string());
-        assert!(args().resolve(&env).unwrap_err().to_string().starts_with("MIRROR_MAX_REFS_PER_PUSH"));
+        assert!(args()
+            .resolve(&env)
+            .unwrap_err()
+            .to_string()
+            .starts_with("MIRROR_MAX_REFS_PER_PUSH"));
     }
 
     #[test]
     fn secrets_in_target_urls_are_never_echoed() {
-        let err = SettingsArgs { target: Some("https://me:hunter2@git.example.com/{name}".into()), ..args() }
-            .resolve(&no_env)
-            .unwrap_err()
-            .to_string();
+        let err = SettingsArgs {
+            target: Some("https://me:hunter2@git.example.com/{name}".into()),
+            ..args()
+        }
+        .resolve(&no_env)
+        .unwrap_err()
+        .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("MIRROR_TARGET_USERNAME"));
     }
@@ -326,8 +525,13 @@ mod tests {
         assert_eq!(s.diverged, DivergedPolicy::Backup);
         assert_eq!(s.max_refs_per_push, 10);
         assert!(matches!(s.github_auth, GitHubAuth::Token(ref t) if t == "t0k"));
-        assert_eq!(s.target_credentials.as_ref().map(|c| c.username.as_str()), Some("u"));
-        let err = args().resolve(&|n: &str| (n == "MIRROR_TARGET_USERNAME").then(|| "u".into())).unwrap_err();
+        assert_eq!(
+            s.target_credentials.as_ref().map(|c| c.username.as_str()),
+            Some("u")
+        );
+        let err = args()
+            .resolve(&|n: &str| (n == "MIRROR_TARGET_USERNAME").then(|| "u".into()))
+            .unwrap_err();
         assert!(err.to_string().contains("MIRROR_TARGET_PASSWORD"));
     }
 }

@@ -5,7 +5,11 @@ mod support;
 
 #[path = "e2e/dir_target.rs"]
 mod dir_target;
+#[path = "e2e/aws_services.rs"]
+mod e2e_aws;
 #[path = "e2e/http_target.rs"]
 mod http_target;
+#[path = "e2e/lambda_function.rs"]
+mod lambda_function;
 #[path = "e2e/settings_and_source.rs"]
 mod settings_and_source;

@@ -23,7 +23,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -39,13 +42,21 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(url: impl Into<String>, credentials: Option<Credentials>) -> Self {
-        Endpoint { url: url.into(), credentials, deadline: None }
+        Endpoint {
+            url: url.into(),
+            credentials,
+            deadline: None,
+        }
     }
 
     /// Opens a transport that asks for `protocol`, with credentials and deadline applied.
     pub(crate) fn connect(&self, protocol: Protocol) -> Result<HttpTransport, super::GitError> {
-        let handshake_error = |message: String| super::GitError::Handshake { url: self.url.clone(), message };
-        let url = gix::url::parse(gix::bstr::BStr::new(self.url.as_str())).map_err(|err| handshake_error(describe(&err)))?;
+        let handshake_error = |message: String| super::GitError::Handshake {
+            url: self.url.clone(),
+            message,
+        };
+        let url = gix::url::parse(gix::bstr::BStr::new(self.url.as_str()))
+            .map_err(|err| handshake_error(describe(&err)))?;
         let mut transport = HttpTransport::new(url, protocol, false);
         if let Some(credentials) = &self.credentials {
             transport
@@ -60,11 +71,14 @@ impl Endpoint {
         let backend = http::reqwest::Options {
             configure_client: Some(Box::new(|builder| {
                 // The default 30 s would cut long transfers; the deadline below bounds every request instead.
-                Ok(builder.timeout(None).connect_timeout(std::time::Duration::from_secs(20)))
+                Ok(builder
+                    .timeout(None)
+                    .connect_timeout(std::time::Duration::from_secs(20)))
             })),
             configure_request: Some(Box::new(move |request| {
                 if let Some(deadline) = deadline {
-                    *request.timeout_mut() = Some(deadline.saturating_duration_since(Instant::now()));
+                    *request.timeout_mut() =
+                        Some(deadline.saturating_duration_since(Instant::now()));
                 }
                 Ok(())
             })),
@@ -74,7 +88,9 @@ impl Endpoint {
             backend: Some(Arc::new(Mutex::new(backend))),
             ..Default::default()
         };
-        transport.configure(&options).map_err(|err| handshake_error(describe(&err)))?;
+        transport
+            .configure(&options)
+            .map_err(|err| handshake_error(describe(&err)))?;
         Ok(transport)
     }
 }

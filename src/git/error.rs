@@ -5,14 +5,23 @@
 pub enum GitError {
     #[error("{url}: could not connect or authenticate: {message}")]
     Handshake { url: String, message: String },
-    #[error("{url}: the server speaks protocol {version:?}, but protocol v2 is needed to list refs")]
-    ProtocolVersion { url: String, version: gix::protocol::transport::Protocol },
+    #[error(
+        "{url}: the server speaks protocol {version:?}, but protocol v2 is needed to list refs"
+    )]
+    ProtocolVersion {
+        url: String,
+        version: gix::protocol::transport::Protocol,
+    },
     #[error("{url}: listing refs failed: {message}")]
     ListRefs { url: String, message: String },
     #[error("{url}: the fetch failed: {message}")]
     Fetch { url: String, message: String },
     #[error("{url}: the pack stream broke after {bytes} bytes: {message}")]
-    PackStream { url: String, bytes: u64, message: String },
+    PackStream {
+        url: String,
+        bytes: u64,
+        message: String,
+    },
     #[error("{url}: the push failed: {message}")]
     Push { url: String, message: String },
     #[error("{url}: the server could not unpack what was pushed: {message}")]

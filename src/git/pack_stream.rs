@@ -15,7 +15,10 @@ pub fn empty_pack() -> Vec<u8> {
     let mut pack = b"PACK\0\0\0\x02\0\0\0\0".to_vec();
     let mut hasher = gix::hash::hasher(Kind::Sha1);
     hasher.update(&pack);
-    let digest = hasher.try_finalize().map(|id| id.as_slice().to_vec()).unwrap_or_default();
+    let digest = hasher
+        .try_finalize()
+        .map(|id| id.as_slice().to_vec())
+        .unwrap_or_default();
     pack.extend_from_slice(&digest);
     pack
 }
@@ -51,7 +54,14 @@ impl<R: Read> PackStream<R> {
 
     /// The object count from the pack header, once it went by.
     pub fn objects(&self) -> Option<u32> {
-        (self.bytes >= HEADER_LEN as u64).then(|| u32::from_be_bytes([self.header[8], self.header[9], self.header[10], self.header[11]]))
+        (self.bytes >= HEADER_LEN as u64).then(|| {
+            u32::from_be_bytes([
+                self.header[8],
+                self.header[9],
+                self.header[10],
+                self.header[11],
+            ])
+        })
     }
 
     /// True once the whole pack went by and its trailer matched.
@@ -66,7 +76,9 @@ impl<R: Read> PackStream<R> {
             self.header[start..start + take].copy_from_slice(&data[..take]);
         }
         self.bytes += data.len() as u64;
-        let Some(hasher) = self.hasher.as_mut() else { return };
+        let Some(hasher) = self.hasher.as_mut() else {
+            return;
+        };
         // Everything but the last 20 bytes seen so far is hashed; those 20 may be the trailer.
         if data.len() >= TRAILER_LEN {
             hasher.update(&self.tail[..self.tail_len]);
@@ -88,9 +100,15 @@ impl<R: Read> PackStream<R> {
     fn verify(&mut self) -> io::Result<()> {
         let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidData, message);
         if self.bytes < (HEADER_LEN + TRAILER_LEN) as u64 {
-            return Err(invalid(format!("the pack ended after {} bytes, shorter than an empty pack", self.bytes)));
+            return Err(invalid(format!(
+                "the pack ended after {} bytes, shorter than an empty pack",
+                self.bytes
+            )));
         }
-        if &self.header[..4] != b"PACK" || !matches!(self.header[7], 2 | 3) || self.header[4..7] != [0, 0, 0] {
+        if &self.header[..4] != b"PACK"
+            || !matches!(self.header[7], 2 | 3)
+            || self.header[4..7] != [0, 0, 0]
+        {
             return Err(invalid("the stream is not a version 2 or 3 pack".into()));
         }
         let digest = match self.hasher.take().map(|h| h.try_finalize()) {

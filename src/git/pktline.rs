@@ -39,7 +39,10 @@ mod tests {
         buf.extend(encode(b"ok refs/heads/main\n"));
         buf.extend_from_slice(FLUSH);
         buf.extend(encode(b"ignored after flush"));
-        assert_eq!(decode_all(&buf).unwrap(), vec![&b"unpack ok\n"[..], &b"ok refs/heads/main\n"[..]]);
+        assert_eq!(
+            decode_all(&buf).unwrap(),
+            vec![&b"unpack ok\n"[..], &b"ok refs/heads/main\n"[..]]
+        );
         assert_eq!(&encode(b"")[..], b"0004");
     }
 

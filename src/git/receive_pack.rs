@@ -10,8 +10,8 @@ use gix::protocol::transport::client::blocking_io::Transport;
 use gix::protocol::transport::client::{MessageKind, WriteMode};
 use gix::protocol::transport::{Protocol, Service};
 
-use super::error::describe;
 use super::connection::HttpTransport;
+use super::error::describe;
 use super::{pktline, Endpoint, GitError};
 use crate::plan::Command;
 use crate::refs::{RefMap, RefValue};
@@ -36,7 +36,10 @@ pub struct PushOutcome {
 impl TargetConnection {
     pub fn open(endpoint: &Endpoint) -> Result<Self, GitError> {
         let url = endpoint.url.clone();
-        let handshake_error = |message: String| GitError::Handshake { url: url.clone(), message };
+        let handshake_error = |message: String| GitError::Handshake {
+            url: url.clone(),
+            message,
+        };
         let mut transport = endpoint.connect(Protocol::V1)?;
         let mut response = transport
             .handshake(Service::ReceivePack, &[])
@@ -58,8 +61,21 @@ impl TargetConnection {
             .map_err(|err| handshake_error(format!("could not read the advertised refs: {err}")))?;
             for r in advertised {
                 let (name, value) = match r {
-                    Ref::Direct { full_ref_name, object } => (full_ref_name, RefValue::direct(object)),
-                    Ref::Peeled { full_ref_name, tag, object } => (full_ref_name, RefValue { oid: tag, peeled: Some(object) }),
+                    Ref::Direct {
+                        full_ref_name,
+                        object,
+                    } => (full_ref_name, RefValue::direct(object)),
+                    Ref::Peeled {
+                        full_ref_name,
+                        tag,
+                        object,
+                    } => (
+                        full_ref_name,
+                        RefValue {
+                            oid: tag,
+                            peeled: Some(object),
+                        },
+                    ),
                     Ref::Symbolic { .. } | Ref::Unborn { .. } => continue,
                 };
                 if !value.oid.is_null() && name.starts_with(b"refs/") {
@@ -68,7 +84,12 @@ impl TargetConnection {
             }
         }
         drop(response);
-        Ok(TargetConnection { url, transport, capabilities, refs })
+        Ok(TargetConnection {
+            url,
+            transport,
+            capabilities,
+            refs,
+        })
     }
 
     /// Every ref the target advertised (all namespaces), annotated tags peeled.
@@ -77,17 +98,32 @@ impl TargetConnection {
     }
 
     pub fn supports(&self, capability: &str) -> bool {
-        self.capabilities.iter().any(|c| c == capability || c.starts_with(&format!("{capability}=")))
+        self.capabilities
+            .iter()
+            .any(|c| c == capability || c.starts_with(&format!("{capability}=")))
     }
 
     /// Sends `commands` with `pack` (None for a delete-only push) and reads the target's verdict.
-    pub fn push(mut self, commands: &[Command], pack: Option<&mut dyn Read>) -> Result<PushOutcome, GitError> {
+    pub fn push(
+        mut self,
+        commands: &[Command],
+        pack: Option<&mut dyn Read>,
+    ) -> Result<PushOutcome, GitError> {
         let url = self.url.clone();
-        let push_error = |message: String| GitError::Push { url: url.clone(), message };
+        let push_error = |message: String| GitError::Push {
+            url: url.clone(),
+            message,
+        };
         let wanted = ["report-status", "side-band-64k", "atomic"];
-        let mut sent: Vec<&str> = wanted.iter().copied().filter(|c| self.supports(c)).collect();
+        let mut sent: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|c| self.supports(c))
+            .collect();
         if commands.iter().any(Command::is_delete) && !self.supports("delete-refs") {
-            return Err(push_error("the target does not accept ref deletions (no delete-refs capability)".into()));
+            return Err(push_error(
+                "the target does not accept ref deletions (no delete-refs capability)".into(),
+            ));
         }
         let agent = concat!("agent=repo-mirror/", env!("CARGO_PKG_VERSION"));
         sent.push(agent);
@@ -120,8 +156,16 @@ impl TargetConnection {
             drop(writer);
             let mut answer = String::new();
             let _ = reader.read_to_string(&mut answer);
-            let detail = if answer.trim().is_empty() { String::new() } else { format!(" (target said: {})", answer.trim()) };
-            return Err(GitError::PackStream { url: self.url.clone(), bytes: pack_bytes, message: format!("{err}{detail}") });
+            let detail = if answer.trim().is_empty() {
+                String::new()
+            } else {
+                format!(" (target said: {})", answer.trim())
+            };
+            return Err(GitError::PackStream {
+                url: self.url.clone(),
+                bytes: pack_bytes,
+                message: format!("{err}{detail}"),
+            });
         }
         writer.flush().map_err(|err| push_error(describe(&err)))?;
         drop(writer);
@@ -141,40 +185,74 @@ impl TargetConnection {
         }
         let mut answer = Vec::new();
         let read = reader.read_to_end(&mut answer);
-        let messages = remote_messages.lock().map(|m| m.join("; ")).unwrap_or_default();
+        let messages = remote_messages
+            .lock()
+            .map(|m| m.join("; "))
+            .unwrap_or_default();
         if let Err(err) = read {
-            let detail = if messages.is_empty() { String::new() } else { format!(" (target said: {messages})") };
+            let detail = if messages.is_empty() {
+                String::new()
+            } else {
+                format!(" (target said: {messages})")
+            };
             return Err(push_error(format!("{err}{detail}")));
         }
         if !report_status {
-            return Ok(PushOutcome { rejected: Vec::new(), pack_bytes });
+            return Ok(PushOutcome {
+                rejected: Vec::new(),
+                pack_bytes,
+            });
         }
         let lines: Vec<String> = if side_band {
             pktline::decode_all(&answer)
-                .ok_or_else(|| GitError::ReportStatus { url: self.url.clone(), message: String::from_utf8_lossy(&answer).into_owned() })?
+                .ok_or_else(|| GitError::ReportStatus {
+                    url: self.url.clone(),
+                    message: String::from_utf8_lossy(&answer).into_owned(),
+                })?
                 .into_iter()
                 .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
                 .collect()
         } else {
-            String::from_utf8_lossy(&answer).lines().map(str::to_owned).collect()
+            String::from_utf8_lossy(&answer)
+                .lines()
+                .map(str::to_owned)
+                .collect()
         };
         let outcome = parse_report_status(&lines, commands).map_err(|message| {
-            let message = if messages.is_empty() { message } else { format!("{message} (target said: {messages})") };
-            GitError::ReportStatus { url: self.url.clone(), message }
+            let message = if messages.is_empty() {
+                message
+            } else {
+                format!("{message} (target said: {messages})")
+            };
+            GitError::ReportStatus {
+                url: self.url.clone(),
+                message,
+            }
         })?;
         match outcome {
-            Ok(rejected) => Ok(PushOutcome { rejected, pack_bytes }),
-            Err(unpack) => Err(GitError::Unpack { url: self.url.clone(), message: unpack }),
+            Ok(rejected) => Ok(PushOutcome {
+                rejected,
+                pack_bytes,
+            }),
+            Err(unpack) => Err(GitError::Unpack {
+                url: self.url.clone(),
+                message: unpack,
+            }),
         }
     }
 }
 
 /// Reads report-status lines: `Err(reason)` when unpacking failed, else the refused refs with reasons.
 /// A command with no status line at all counts as refused.
-fn parse_report_status(lines: &[String], commands: &[Command]) -> Result<Result<Vec<(String, String)>, String>, String> {
+fn parse_report_status(
+    lines: &[String],
+    commands: &[Command],
+) -> Result<Result<Vec<(String, String)>, String>, String> {
     let mut lines = lines.iter();
     let first = lines.next().ok_or("the target sent no report-status")?;
-    let unpack = first.strip_prefix("unpack ").ok_or_else(|| format!("expected an unpack status, got {first:?}"))?;
+    let unpack = first
+        .strip_prefix("unpack ")
+        .ok_or_else(|| format!("expected an unpack status, got {first:?}"))?;
     if unpack != "ok" {
         return Ok(Err(unpack.to_owned()));
     }
@@ -194,7 +272,10 @@ fn parse_report_status(lines: &[String], commands: &[Command]) -> Result<Result<
         .filter_map(|c| match statuses.get(&c.name) {
             Some(None) => None,
             Some(Some(reason)) => Some((c.name.clone(), reason.clone())),
-            None => Some((c.name.clone(), "the target reported no status for this ref".into())),
+            None => Some((
+                c.name.clone(),
+                "the target reported no status for this ref".into(),
+            )),
         })
         .collect()))
 }
@@ -205,22 +286,40 @@ mod tests {
     use gix::ObjectId;
 
     fn command(name: &str) -> Command {
-        Command { name: name.into(), old: ObjectId::null(gix::hash::Kind::Sha1), new: ObjectId::null(gix::hash::Kind::Sha1) }
+        Command {
+            name: name.into(),
+            old: ObjectId::null(gix::hash::Kind::Sha1),
+            new: ObjectId::null(gix::hash::Kind::Sha1),
+        }
     }
 
     #[test]
     fn report_status_is_parsed() {
-        let lines: Vec<String> = ["unpack ok", "ok refs/heads/a", "ng refs/heads/b non-fast-forward"].map(String::from).to_vec();
-        let cmds = [command("refs/heads/a"), command("refs/heads/b"), command("refs/heads/c")];
+        let lines: Vec<String> = [
+            "unpack ok",
+            "ok refs/heads/a",
+            "ng refs/heads/b non-fast-forward",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cmds = [
+            command("refs/heads/a"),
+            command("refs/heads/b"),
+            command("refs/heads/c"),
+        ];
         let rejected = parse_report_status(&lines, &cmds).unwrap().unwrap();
         assert_eq!(
             rejected,
             vec![
                 ("refs/heads/b".to_string(), "non-fast-forward".to_string()),
-                ("refs/heads/c".to_string(), "the target reported no status for this ref".to_string())
+                (
+                    "refs/heads/c".to_string(),
+                    "the target reported no status for this ref".to_string()
+                )
             ]
         );
-        let unpack = parse_report_status(&["unpack index-pack abnormal exit".into()], &cmds).unwrap();
+        let unpack =
+            parse_report_status(&["unpack index-pack abnormal exit".into()], &cmds).unwrap();
         assert_eq!(unpack, Err("index-pack abnormal exit".to_string()));
         assert!(parse_report_status(&[], &cmds).is_err());
         assert!(parse_report_status(&["garbage".into()], &cmds).is_err());

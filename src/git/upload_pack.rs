@@ -9,8 +9,8 @@ use gix::protocol::transport::client::blocking_io::{ExtendedBufRead, Transport, 
 use gix::protocol::transport::client::Capabilities;
 use gix::protocol::transport::{Protocol, Service};
 
-use super::error::describe;
 use super::connection::HttpTransport;
+use super::error::describe;
 use super::{Endpoint, GitError};
 use crate::refs::{ObjectId, RefMap, RefValue, HEADS, TAGS};
 
@@ -37,33 +37,69 @@ impl SourceConnection {
         let (actual_protocol, capabilities) = {
             let response = transport
                 .handshake(Service::UploadPack, &[])
-                .map_err(|err| GitError::Handshake { url: url.clone(), message: describe(&err) })?;
+                .map_err(|err| GitError::Handshake {
+                    url: url.clone(),
+                    message: describe(&err),
+                })?;
             (response.actual_protocol, response.capabilities)
         };
         if actual_protocol != Protocol::V2 {
-            return Err(GitError::ProtocolVersion { url, version: actual_protocol });
+            return Err(GitError::ProtocolVersion {
+                url,
+                version: actual_protocol,
+            });
         }
-        Ok(SourceConnection { url, transport, capabilities })
+        Ok(SourceConnection {
+            url,
+            transport,
+            capabilities,
+        })
     }
 
     /// Lists branches, tags and HEAD.
     pub fn list_refs(&mut self) -> Result<SourceRefs, GitError> {
         let mut prefixes = gix::protocol::ls_refs::RefPrefixes::new();
         prefixes.extend([HEADS.into(), TAGS.into(), "HEAD".into()]);
-        let command = gix::protocol::LsRefsCommand::new(Some(prefixes), &self.capabilities, agent());
+        let command =
+            gix::protocol::LsRefsCommand::new(Some(prefixes), &self.capabilities, agent());
         let refs = command
             .invoke_blocking(&mut self.transport, &mut gix::progress::Discard, false)
-            .map_err(|err| GitError::ListRefs { url: self.url.clone(), message: describe(&err) })?;
+            .map_err(|err| GitError::ListRefs {
+                url: self.url.clone(),
+                message: describe(&err),
+            })?;
         let mut out = SourceRefs::default();
         for r in refs {
             match r {
-                Ref::Direct { full_ref_name, object } => {
-                    out.refs.insert(full_ref_name.to_string(), RefValue::direct(object));
+                Ref::Direct {
+                    full_ref_name,
+                    object,
+                } => {
+                    out.refs
+                        .insert(full_ref_name.to_string(), RefValue::direct(object));
                 }
-                Ref::Peeled { full_ref_name, tag, object } => {
-                    out.refs.insert(full_ref_name.to_string(), RefValue { oid: tag, peeled: Some(object) });
+                Ref::Peeled {
+                    full_ref_name,
+                    tag,
+                    object,
+                } => {
+                    out.refs.insert(
+                        full_ref_name.to_string(),
+                        RefValue {
+                            oid: tag,
+                            peeled: Some(object),
+                        },
+                    );
                 }
-                Ref::Symbolic { full_ref_name, target, .. } | Ref::Unborn { full_ref_name, target } => {
+                Ref::Symbolic {
+                    full_ref_name,
+                    target,
+                    ..
+                }
+                | Ref::Unborn {
+                    full_ref_name,
+                    target,
+                } => {
                     if full_ref_name == "HEAD" {
                         out.head = Some(target.to_string());
                     }
@@ -76,11 +112,23 @@ impl SourceConnection {
 
     /// Asks for a pack with everything reachable from `wants` that is not reachable from `haves`, and returns
     /// it as a stream. `ofs_delta` only when the pack's receiver understands offset deltas.
-    pub fn fetch(&mut self, wants: &[ObjectId], haves: &[ObjectId], ofs_delta: bool) -> Result<FetchedPack<'_>, GitError> {
+    pub fn fetch(
+        &mut self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        ofs_delta: bool,
+    ) -> Result<FetchedPack<'_>, GitError> {
         let url = self.url.clone();
-        let fetch_error = |message: String| GitError::Fetch { url: url.clone(), message };
+        let fetch_error = |message: String| GitError::Fetch {
+            url: url.clone(),
+            message,
+        };
         let mut features = vec![agent()];
-        if let Some(format) = self.capabilities.capability("object-format").and_then(|c| c.value().map(|v| v.to_string())) {
+        if let Some(format) = self
+            .capabilities
+            .capability("object-format")
+            .and_then(|c| c.value().map(|v| v.to_string()))
+        {
             features.push(("object-format", Some(format)));
         }
         let mut arguments: Vec<gix::bstr::BString> = vec!["no-progress".into()];
@@ -92,10 +140,16 @@ impl SourceConnection {
         arguments.push("done".into());
         let mut reader = self
             .transport
-            .invoke("fetch", features.into_iter(), Some(arguments.into_iter()), false)
+            .invoke(
+                "fetch",
+                features.into_iter(),
+                Some(arguments.into_iter()),
+                false,
+            )
             .map_err(|err| fetch_error(describe(&err)))?;
-        let response = gix::protocol::fetch::Response::from_line_reader(Protocol::V2, &mut reader, true, true)
-            .map_err(|err| fetch_error(describe(&err)))?;
+        let response =
+            gix::protocol::fetch::Response::from_line_reader(Protocol::V2, &mut reader, true, true)
+                .map_err(|err| fetch_error(describe(&err)))?;
         if !response.has_pack() {
             return Err(fetch_error("the server sent no pack".into()));
         }
@@ -112,12 +166,18 @@ impl SourceConnection {
             }
             std::ops::ControlFlow::Continue(())
         })));
-        Ok(FetchedPack { reader, remote_error })
+        Ok(FetchedPack {
+            reader,
+            remote_error,
+        })
     }
 }
 
 fn agent() -> (&'static str, Option<String>) {
-    ("agent", Some(concat!("repo-mirror/", env!("CARGO_PKG_VERSION")).to_owned()))
+    (
+        "agent",
+        Some(concat!("repo-mirror/", env!("CARGO_PKG_VERSION")).to_owned()),
+    )
 }
 
 /// The pack section of a fetch response, read as plain bytes.

@@ -8,7 +8,10 @@ fn oid(n: u8) -> ObjectId {
 }
 
 fn refs(entries: &[(&str, u8)]) -> RefMap {
-    entries.iter().map(|(name, n)| (name.to_string(), RefValue::direct(oid(*n)))).collect()
+    entries
+        .iter()
+        .map(|(name, n)| (name.to_string(), RefValue::direct(oid(*n))))
+        .collect()
 }
 
 fn policy() -> Policy {
@@ -23,11 +26,18 @@ fn policy() -> Policy {
 }
 
 fn kinds(plan: &Plan) -> Vec<(&str, ChangeKind)> {
-    plan.changes.iter().map(|c| (c.name.as_str(), c.kind)).collect()
+    plan.changes
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind))
+        .collect()
 }
 
 fn commands(plan: &Plan) -> Vec<(String, ObjectId, ObjectId)> {
-    plan.batches.iter().flat_map(|b| &b.commands).map(|c| (c.name.clone(), c.old, c.new)).collect()
+    plan.batches
+        .iter()
+        .flat_map(|b| &b.commands)
+        .map(|c| (c.name.clone(), c.old, c.new))
+        .collect()
 }
 
 #[test]
@@ -40,7 +50,11 @@ fn identical_sides_need_nothing() {
 
 #[test]
 fn empty_target_gets_everything_created_with_one_fetch() {
-    let source = refs(&[("refs/heads/main", 1), ("refs/heads/dev", 2), ("refs/tags/v1", 1)]);
+    let source = refs(&[
+        ("refs/heads/main", 1),
+        ("refs/heads/dev", 2),
+        ("refs/tags/v1", 1),
+    ]);
     let plan = plan(&source, &RefMap::new(), &Ancestry::new(), &policy());
     assert_eq!(
         kinds(&plan),
@@ -73,12 +87,21 @@ fn fast_forward_is_an_update_and_sends_target_tips_as_haves() {
 fn diverged_branch_under_each_policy() {
     let source = refs(&[("refs/heads/main", 2)]);
     let target = refs(&[("refs/heads/main", 1)]);
-    for (answer, why) in [(Some(false), "not an ancestor"), (None, "could not be decided")] {
+    for (answer, why) in [
+        (Some(false), "not an ancestor"),
+        (None, "could not be decided"),
+    ] {
         let ancestry: Ancestry = answer.map(|a| ((oid(1), oid(2)), a)).into_iter().collect();
 
         let overwrite = plan(&source, &target, &ancestry, &policy());
-        assert_eq!(kinds(&overwrite), vec![("refs/heads/main", ChangeKind::Force)]);
-        assert_eq!(commands(&overwrite), vec![("refs/heads/main".into(), oid(1), oid(2))]);
+        assert_eq!(
+            kinds(&overwrite),
+            vec![("refs/heads/main", ChangeKind::Force)]
+        );
+        assert_eq!(
+            commands(&overwrite),
+            vec![("refs/heads/main".into(), oid(1), oid(2))]
+        );
 
         let mut p = policy();
         p.diverged = DivergedPolicy::Keep;
@@ -93,13 +116,25 @@ fn diverged_branch_under_each_policy() {
         assert_eq!(
             commands(&backup),
             vec![
-                ("refs/mirror-backup/20261121T100000Z/heads/main".into(), null(), oid(1)),
+                (
+                    "refs/mirror-backup/20261121T100000Z/heads/main".into(),
+                    null(),
+                    oid(1)
+                ),
                 ("refs/heads/main".into(), oid(1), oid(2)),
             ],
             "the backup is written before the overwrite"
         );
-        assert!(backup.changes[0].reason.as_deref().unwrap().contains("refs/mirror-backup/"));
-        assert_eq!(backup.batches[0].wants, vec![oid(2)], "the backup needs no objects");
+        assert!(backup.changes[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("refs/mirror-backup/"));
+        assert_eq!(
+            backup.batches[0].wants,
+            vec![oid(2)],
+            "the backup needs no objects"
+        );
     }
 }
 
@@ -108,20 +143,42 @@ fn moved_tags_are_diverged_whatever_the_ancestry() {
     let source = refs(&[("refs/tags/v1", 2)]);
     let target = refs(&[("refs/tags/v1", 1)]);
     let ancestry = Ancestry::from([((oid(1), oid(2)), true)]);
-    assert_eq!(kinds(&plan(&source, &target, &ancestry, &policy())), vec![("refs/tags/v1", ChangeKind::Force)]);
+    assert_eq!(
+        kinds(&plan(&source, &target, &ancestry, &policy())),
+        vec![("refs/tags/v1", ChangeKind::Force)]
+    );
     let mut p = policy();
     p.diverged = DivergedPolicy::Keep;
-    assert_eq!(kinds(&plan(&source, &target, &ancestry, &p)), vec![("refs/tags/v1", ChangeKind::Keep)]);
-    assert!(ancestry_questions(&source, &target).is_empty(), "tags need no ancestry");
+    assert_eq!(
+        kinds(&plan(&source, &target, &ancestry, &p)),
+        vec![("refs/tags/v1", ChangeKind::Keep)]
+    );
+    assert!(
+        ancestry_questions(&source, &target).is_empty(),
+        "tags need no ancestry"
+    );
 }
 
 #[test]
 fn deleted_refs_are_pruned_only_when_prune_is_on() {
     let source = refs(&[("refs/heads/main", 1)]);
-    let target = refs(&[("refs/heads/main", 1), ("refs/heads/gone", 2), ("refs/tags/old", 3)]);
+    let target = refs(&[
+        ("refs/heads/main", 1),
+        ("refs/heads/gone", 2),
+        ("refs/tags/old", 3),
+    ]);
     let plan_on = plan(&source, &target, &Ancestry::new(), &policy());
-    assert_eq!(kinds(&plan_on), vec![("refs/heads/gone", ChangeKind::Delete), ("refs/tags/old", ChangeKind::Delete)]);
-    assert!(!plan_on.batches[0].sends_pack(), "a delete-only push sends no pack");
+    assert_eq!(
+        kinds(&plan_on),
+        vec![
+            ("refs/heads/gone", ChangeKind::Delete),
+            ("refs/tags/old", ChangeKind::Delete)
+        ]
+    );
+    assert!(
+        !plan_on.batches[0].sends_pack(),
+        "a delete-only push sends no pack"
+    );
     assert!(plan_on.batches[0].wants.is_empty());
 
     let mut p = policy();
@@ -147,11 +204,25 @@ fn refs_outside_heads_and_tags_and_backups_are_never_touched() {
 
 #[test]
 fn a_source_without_refs_never_prunes() {
-    let target = refs(&[("refs/heads/main", 1), ("refs/tags/v1", 2), ("refs/notes/x", 3)]);
+    let target = refs(&[
+        ("refs/heads/main", 1),
+        ("refs/tags/v1", 2),
+        ("refs/notes/x", 3),
+    ]);
     let plan = plan(&RefMap::new(), &target, &Ancestry::new(), &policy());
     assert!(plan.is_up_to_date());
-    assert_eq!(kinds(&plan), vec![("refs/heads/main", ChangeKind::Keep), ("refs/tags/v1", ChangeKind::Keep)]);
-    assert!(plan.changes[0].reason.as_deref().unwrap().contains("no branches or tags"));
+    assert_eq!(
+        kinds(&plan),
+        vec![
+            ("refs/heads/main", ChangeKind::Keep),
+            ("refs/tags/v1", ChangeKind::Keep)
+        ]
+    );
+    assert!(plan.changes[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("no branches or tags"));
 }
 
 #[test]
@@ -163,7 +234,11 @@ fn empty_source_and_empty_target_are_up_to_date() {
 
 #[test]
 fn protected_refs_are_never_created_updated_or_deleted() {
-    let source = refs(&[("refs/heads/main", 2), ("refs/heads/security/new", 7), ("refs/heads/security/moved", 8)]);
+    let source = refs(&[
+        ("refs/heads/main", 2),
+        ("refs/heads/security/new", 7),
+        ("refs/heads/security/moved", 8),
+    ]);
     let target = refs(&[
         ("refs/heads/main", 1),
         ("refs/heads/security/fix", 3),
@@ -182,8 +257,15 @@ fn protected_refs_are_never_created_updated_or_deleted() {
             ("refs/heads/security/new", ChangeKind::Keep),
         ]
     );
-    assert_eq!(commands(&plan), vec![("refs/heads/main".into(), oid(1), oid(2))]);
-    assert!(plan.changes[1].reason.as_deref().unwrap().contains("refs/heads/security/*"));
+    assert_eq!(
+        commands(&plan),
+        vec![("refs/heads/main".into(), oid(1), oid(2))]
+    );
+    assert!(plan.changes[1]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("refs/heads/security/*"));
 }
 
 #[test]
@@ -193,7 +275,13 @@ fn forty_hex_branch_names_are_skipped_only_for_targets_that_refuse_them() {
     let mut p = policy();
     p.refuses_40_hex_branch_names = true;
     let refused = plan(&source, &RefMap::new(), &Ancestry::new(), &p);
-    assert_eq!(kinds(&refused), vec![(hex, ChangeKind::Skip), ("refs/heads/main", ChangeKind::Create)]);
+    assert_eq!(
+        kinds(&refused),
+        vec![
+            (hex, ChangeKind::Skip),
+            ("refs/heads/main", ChangeKind::Create)
+        ]
+    );
     assert_eq!(commands(&refused).len(), 1);
     let accepted = plan(&source, &RefMap::new(), &Ancestry::new(), &policy());
     assert_eq!(commands(&accepted).len(), 2);
@@ -201,17 +289,28 @@ fn forty_hex_branch_names_are_skipped_only_for_targets_that_refuse_them() {
 
 #[test]
 fn large_changes_are_split_into_batches_that_chain_their_haves() {
-    let mut entries: Vec<(String, u8)> = (0..10).map(|i| (format!("refs/tags/t{i}"), 10 + i as u8)).collect();
+    let mut entries: Vec<(String, u8)> = (0..10)
+        .map(|i| (format!("refs/tags/t{i}"), 10 + i as u8))
+        .collect();
     entries.push(("refs/heads/main".into(), 1));
-    let source: RefMap = entries.iter().map(|(n, o)| (n.clone(), RefValue::direct(oid(*o)))).collect();
+    let source: RefMap = entries
+        .iter()
+        .map(|(n, o)| (n.clone(), RefValue::direct(oid(*o))))
+        .collect();
     let target = refs(&[("refs/heads/gone", 9)]);
     let mut p = policy();
     p.max_refs_per_push = 4;
     let plan = plan(&source, &target, &Ancestry::new(), &p);
     assert_eq!(plan.batches.len(), 3);
     assert!(plan.batches.iter().all(|b| b.commands.len() <= 4));
-    assert!(plan.batches[0].commands[0].is_delete(), "deletions go first");
-    assert_eq!(plan.batches[0].commands[1].name, "refs/heads/main", "then branches");
+    assert!(
+        plan.batches[0].commands[0].is_delete(),
+        "deletions go first"
+    );
+    assert_eq!(
+        plan.batches[0].commands[1].name, "refs/heads/main",
+        "then branches"
+    );
     // Each batch's haves include what the earlier batches pushed.
     for (i, batch) in plan.batches.iter().enumerate().skip(1) {
         for earlier in &plan.batches[..i] {
@@ -231,12 +330,20 @@ fn a_new_ref_on_an_object_the_target_has_needs_no_objects() {
     let plan = plan(&source, &target, &Ancestry::new(), &policy());
     assert_eq!(kinds(&plan), vec![("refs/tags/v1", ChangeKind::Create)]);
     assert!(plan.batches[0].wants.is_empty());
-    assert!(plan.batches[0].sends_pack(), "a push with no new objects still sends the empty pack");
+    assert!(
+        plan.batches[0].sends_pack(),
+        "a push with no new objects still sends the empty pack"
+    );
 }
 
 #[test]
 fn ancestry_questions_cover_changed_branches_only() {
-    let source = refs(&[("refs/heads/a", 2), ("refs/heads/b", 3), ("refs/heads/new", 4), ("refs/tags/t", 5)]);
+    let source = refs(&[
+        ("refs/heads/a", 2),
+        ("refs/heads/b", 3),
+        ("refs/heads/new", 4),
+        ("refs/tags/t", 5),
+    ]);
     let target = refs(&[("refs/heads/a", 1), ("refs/heads/b", 3), ("refs/tags/t", 6)]);
     assert_eq!(ancestry_questions(&source, &target), vec![(oid(1), oid(2))]);
 }
@@ -245,7 +352,12 @@ fn ancestry_questions_cover_changed_branches_only() {
 fn expected_target_applies_every_batch() {
     let source = refs(&[("refs/heads/main", 2)]);
     let target = refs(&[("refs/heads/main", 1), ("refs/heads/gone", 3)]);
-    let plan = plan(&source, &target, &Ancestry::from([((oid(1), oid(2)), true)]), &policy());
+    let plan = plan(
+        &source,
+        &target,
+        &Ancestry::from([((oid(1), oid(2)), true)]),
+        &policy(),
+    );
     let expected = plan.expected_target(&target);
     assert_eq!(expected["refs/heads/main"], Some(oid(2)));
     assert_eq!(expected["refs/heads/gone"], None);

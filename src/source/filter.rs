@@ -45,7 +45,10 @@ pub fn select(listing: Vec<SourceRepo>, filter: &Filter) -> Selection {
         }
         if let Some(include) = &filter.include {
             if !include.is_match(&repo.name) {
-                return Some(format!("MIRROR_INCLUDE ({}) does not match it", include.as_str()));
+                return Some(format!(
+                    "MIRROR_INCLUDE ({}) does not match it",
+                    include.as_str()
+                ));
             }
         }
         if let Some(exclude) = &filter.exclude {
@@ -57,7 +60,11 @@ pub fn select(listing: Vec<SourceRepo>, filter: &Filter) -> Selection {
     };
     let mut found = std::collections::HashMap::new();
     for repo in listing {
-        let wanted = filter.only.is_empty() || filter.only.iter().any(|n| n.eq_ignore_ascii_case(&repo.name));
+        let wanted = filter.only.is_empty()
+            || filter
+                .only
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(&repo.name));
         if !wanted {
             continue;
         }
@@ -69,8 +76,12 @@ pub fn select(listing: Vec<SourceRepo>, filter: &Filter) -> Selection {
     }
     for name in &filter.only {
         match found.get(&name.to_ascii_lowercase()) {
-            None => selection.missing.push((name.clone(), "the source does not list it".into())),
-            Some(Some(why)) => selection.missing.push((name.clone(), format!("it is left out: {why}"))),
+            None => selection
+                .missing
+                .push((name.clone(), "the source does not list it".into())),
+            Some(Some(why)) => selection
+                .missing
+                .push((name.clone(), format!("it is left out: {why}"))),
             Some(None) => {}
         }
     }
@@ -82,7 +93,11 @@ mod tests {
     use super::*;
 
     fn repo(name: &str) -> SourceRepo {
-        SourceRepo { name: name.into(), topics: vec!["govuk".into()], ..SourceRepo::default() }
+        SourceRepo {
+            name: name.into(),
+            topics: vec!["govuk".into()],
+            ..SourceRepo::default()
+        }
     }
 
     fn names(selection: &Selection) -> Vec<&str> {
@@ -99,16 +114,44 @@ mod tests {
         untagged.topics.clear();
         let mut disabled = repo("disabled");
         disabled.disabled = true;
-        let listing = vec![repo("whitehall"), repo("smart-answers"), archived, fork, untagged, disabled, repo("calendars")];
+        let listing = vec![
+            repo("whitehall"),
+            repo("smart-answers"),
+            archived,
+            fork,
+            untagged,
+            disabled,
+            repo("calendars"),
+        ];
 
-        let all = select(listing.clone(), &Filter { topic: Some("govuk".into()), ..Filter::default() });
+        let all = select(
+            listing.clone(),
+            &Filter {
+                topic: Some("govuk".into()),
+                ..Filter::default()
+            },
+        );
         assert_eq!(names(&all), vec!["whitehall", "smart-answers", "calendars"]);
 
         let wide = select(
             listing.clone(),
-            &Filter { include_archived: true, include_forks: true, ..Filter::default() },
+            &Filter {
+                include_archived: true,
+                include_forks: true,
+                ..Filter::default()
+            },
         );
-        assert_eq!(names(&wide), vec!["whitehall", "smart-answers", "old", "forked", "other", "calendars"]);
+        assert_eq!(
+            names(&wide),
+            vec![
+                "whitehall",
+                "smart-answers",
+                "old",
+                "forked",
+                "other",
+                "calendars"
+            ]
+        );
 
         let patterns = select(
             listing.clone(),
@@ -128,7 +171,10 @@ mod tests {
         let listing = vec![repo("whitehall"), repo("calendars"), archived];
         let selection = select(
             listing,
-            &Filter { only: vec!["Calendars".into(), "nope".into(), "old".into()], ..Filter::default() },
+            &Filter {
+                only: vec!["Calendars".into(), "nope".into(), "old".into()],
+                ..Filter::default()
+            },
         );
         assert_eq!(names(&selection), vec!["calendars"]);
         assert_eq!(selection.missing.len(), 2);

@@ -22,7 +22,10 @@ pub struct LocalMirror {
 }
 
 fn local_error(path: &Path, message: impl std::fmt::Display) -> TargetError {
-    TargetError::Local { path: path.display().to_string(), message: message.to_string() }
+    TargetError::Local {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
 }
 
 /// Where the mirror of `name` lives under `root`.
@@ -33,28 +36,49 @@ pub fn mirror_path(root: &Path, name: &str) -> PathBuf {
 impl LocalMirror {
     /// Opens `root/NAME.git`; when it is missing, creates it if `create`, else returns `None`.
     /// The boolean says whether it was created now.
-    pub fn open(root: &Path, name: &str, create: bool) -> Result<Option<(LocalMirror, bool)>, TargetError> {
+    pub fn open(
+        root: &Path,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<(LocalMirror, bool)>, TargetError> {
         let path = mirror_path(root, name);
         let (repo, created) = if path.exists() {
-            (gix::open(&path).map_err(|err| local_error(&path, format!("not a git repository: {err}")))?, false)
+            (
+                gix::open(&path)
+                    .map_err(|err| local_error(&path, format!("not a git repository: {err}")))?,
+                false,
+            )
         } else if create {
             std::fs::create_dir_all(root).map_err(|err| local_error(root, err))?;
-            (gix::init_bare(&path).map_err(|err| local_error(&path, err))?, true)
+            (
+                gix::init_bare(&path).map_err(|err| local_error(&path, err))?,
+                true,
+            )
         } else {
             return Ok(None);
         };
-        let mut mirror = LocalMirror { path, repo, refs: RefMap::new() };
+        let mut mirror = LocalMirror {
+            path,
+            repo,
+            refs: RefMap::new(),
+        };
         mirror.reread_refs()?;
         Ok(Some((mirror, created)))
     }
 
     fn read_refs(&self) -> Result<RefMap, TargetError> {
         let mut refs = RefMap::new();
-        let platform = self.repo.references().map_err(|err| local_error(&self.path, err))?;
+        let platform = self
+            .repo
+            .references()
+            .map_err(|err| local_error(&self.path, err))?;
         for reference in platform.all().map_err(|err| local_error(&self.path, err))? {
             let reference = reference.map_err(|err| local_error(&self.path, err))?;
             if let Some(id) = reference.target().try_id() {
-                refs.insert(reference.name().as_bstr().to_string(), RefValue::direct(id.to_owned()));
+                refs.insert(
+                    reference.name().as_bstr().to_string(),
+                    RefValue::direct(id.to_owned()),
+                );
             }
         }
         Ok(refs)
@@ -103,32 +127,48 @@ impl Mirror for LocalMirror {
         Some(base.map(|id| id.detach()) == Some(old))
     }
 
-    fn apply(&mut self, commands: &[Command], pack: Option<&mut dyn Read>) -> Result<PushOutcome, TargetError> {
+    fn apply(
+        &mut self,
+        commands: &[Command],
+        pack: Option<&mut dyn Read>,
+    ) -> Result<PushOutcome, TargetError> {
         if let Some(pack) = pack {
             self.index_pack(pack)?;
         }
         let mut edits = Vec::with_capacity(commands.len());
         for command in commands {
-            let name = command
-                .name
-                .as_str()
-                .try_into()
-                .map_err(|err| local_error(&self.path, format!("invalid ref name {:?}: {err}", command.name)))?;
+            let name = command.name.as_str().try_into().map_err(|err| {
+                local_error(
+                    &self.path,
+                    format!("invalid ref name {:?}: {err}", command.name),
+                )
+            })?;
             let expected = if command.old.is_null() {
                 PreviousValue::MustNotExist
             } else {
                 PreviousValue::MustExistAndMatch(Target::Object(command.old))
             };
             let change = if command.is_delete() {
-                Change::Delete { expected, log: RefLog::AndReference }
+                Change::Delete {
+                    expected,
+                    log: RefLog::AndReference,
+                }
             } else {
                 Change::Update {
-                    log: LogChange { mode: RefLog::AndReference, force_create_reflog: false, message: "repo-mirror".into() },
+                    log: LogChange {
+                        mode: RefLog::AndReference,
+                        force_create_reflog: false,
+                        message: "repo-mirror".into(),
+                    },
                     expected,
                     new: Target::Object(command.new),
                 }
             };
-            edits.push(RefEdit { change, name, deref: false });
+            edits.push(RefEdit {
+                change,
+                name,
+                deref: false,
+            });
         }
         self.repo
             .edit_references(edits)
@@ -142,26 +182,41 @@ impl Mirror for LocalMirror {
     }
 
     fn set_head(&mut self, branch: &str) -> Result<(), TargetError> {
-        let current = self.repo.find_reference("HEAD").ok().and_then(|r| match r.target() {
-            gix::refs::TargetRef::Symbolic(name) => Some(name.as_bstr().to_string()),
-            gix::refs::TargetRef::Object(_) => None,
-        });
+        let current = self
+            .repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|r| match r.target() {
+                gix::refs::TargetRef::Symbolic(name) => Some(name.as_bstr().to_string()),
+                gix::refs::TargetRef::Object(_) => None,
+            });
         if current.as_deref() == Some(branch) {
             return Ok(());
         }
-        let target = branch
-            .try_into()
-            .map_err(|err| local_error(&self.path, format!("invalid default branch {branch:?}: {err}")))?;
+        let target = branch.try_into().map_err(|err| {
+            local_error(
+                &self.path,
+                format!("invalid default branch {branch:?}: {err}"),
+            )
+        })?;
         let edit = RefEdit {
             change: Change::Update {
-                log: LogChange { mode: RefLog::Only, force_create_reflog: false, message: "repo-mirror: default branch".into() },
+                log: LogChange {
+                    mode: RefLog::Only,
+                    force_create_reflog: false,
+                    message: "repo-mirror: default branch".into(),
+                },
                 expected: PreviousValue::Any,
                 new: Target::Symbolic(target),
             },
-            name: "HEAD".try_into().map_err(|err| local_error(&self.path, format!("{err}")))?,
+            name: "HEAD"
+                .try_into()
+                .map_err(|err| local_error(&self.path, format!("{err}")))?,
             deref: false,
         };
-        self.repo.edit_reference(edit).map_err(|err| local_error(&self.path, format!("could not set HEAD: {err}")))?;
+        self.repo
+            .edit_reference(edit)
+            .map_err(|err| local_error(&self.path, format!("could not set HEAD: {err}")))?;
         Ok(())
     }
 }

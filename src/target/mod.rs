@@ -29,7 +29,9 @@ pub enum TargetSpecError {
     Empty,
     #[error("MIRROR_TARGET {0:?}: dir: needs a path, e.g. dir:mirrors")]
     EmptyDir(String),
-    #[error("MIRROR_TARGET {0:?}: a URL template must contain {{name}} where the repository name goes")]
+    #[error(
+        "MIRROR_TARGET {0:?}: a URL template must contain {{name}} where the repository name goes"
+    )]
     MissingName(String),
     #[error("MIRROR_TARGET {0:?}: credentials do not belong in the URL; set MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD")]
     CredentialsInUrl(String),
@@ -54,7 +56,10 @@ impl FromStr for TargetSpec {
             }
             return Ok(TargetSpec::Dir(PathBuf::from(path)));
         }
-        if let Some(rest) = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://")) {
+        if let Some(rest) = value
+            .strip_prefix("https://")
+            .or_else(|| value.strip_prefix("http://"))
+        {
             let authority = rest.split('/').next().unwrap_or_default();
             if authority.contains('@') {
                 // Never echo the value back: it holds a secret.
@@ -90,11 +95,19 @@ pub struct UnsafeName {
 /// Checks a target repository name: 1 to 100 of `A-Z a-z 0-9 . _ -`, not `.` or `..`, not ending in
 /// `.git` — what CodeCommit accepts, and safe as a path component and in a URL.
 pub fn check_repository_name(name: &str) -> Result<(), UnsafeName> {
-    let unsafe_name = |why| Err(UnsafeName { name: name.to_owned(), why });
+    let unsafe_name = |why| {
+        Err(UnsafeName {
+            name: name.to_owned(),
+            why,
+        })
+    };
     if name.is_empty() || name.len() > 100 {
         return unsafe_name("it must be 1 to 100 characters long");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return unsafe_name("only letters, digits, '.', '_' and '-' are allowed");
     }
     if name == "." || name == ".." {
@@ -132,13 +145,26 @@ mod tests {
         assert_eq!("dir:mirrors".parse(), Ok(TargetSpec::Dir("mirrors".into())));
         assert_eq!(
             "https://git.example.com/g/{name}.git".parse(),
-            Ok(TargetSpec::UrlTemplate("https://git.example.com/g/{name}.git".into()))
+            Ok(TargetSpec::UrlTemplate(
+                "https://git.example.com/g/{name}.git".into()
+            ))
         );
         assert_eq!("".parse::<TargetSpec>(), Err(TargetSpecError::Empty));
-        assert_eq!("dir:".parse::<TargetSpec>(), Err(TargetSpecError::EmptyDir("dir:".into())));
-        assert!(matches!("https://h/x.git".parse::<TargetSpec>(), Err(TargetSpecError::MissingName(_))));
-        assert!(matches!("s3://bucket".parse::<TargetSpec>(), Err(TargetSpecError::Unknown(_))));
-        let err = "https://u:hunter2@h/{name}".parse::<TargetSpec>().unwrap_err();
+        assert_eq!(
+            "dir:".parse::<TargetSpec>(),
+            Err(TargetSpecError::EmptyDir("dir:".into()))
+        );
+        assert!(matches!(
+            "https://h/x.git".parse::<TargetSpec>(),
+            Err(TargetSpecError::MissingName(_))
+        ));
+        assert!(matches!(
+            "s3://bucket".parse::<TargetSpec>(),
+            Err(TargetSpecError::Unknown(_))
+        ));
+        let err = "https://u:hunter2@h/{name}"
+            .parse::<TargetSpec>()
+            .unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
     }
 
@@ -147,7 +173,17 @@ mod tests {
         for ok in ["whitehall", "a.b_c-d", "x", &"a".repeat(100)] {
             assert!(check_repository_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "../etc", "a b", "x.git", &"a".repeat(101), "naïve"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../etc",
+            "a b",
+            "x.git",
+            &"a".repeat(101),
+            "naïve",
+        ] {
             assert!(check_repository_name(bad).is_err(), "{bad}");
         }
     }
@@ -164,7 +200,11 @@ pub trait Mirror {
         None
     }
     /// Applies one push: `pack` (None for a delete-only push) then the ref updates.
-    fn apply(&mut self, commands: &[Command], pack: Option<&mut dyn Read>) -> Result<PushOutcome, TargetError>;
+    fn apply(
+        &mut self,
+        commands: &[Command],
+        pack: Option<&mut dyn Read>,
+    ) -> Result<PushOutcome, TargetError>;
     /// Reads the refs again, to hold them against the plan.
     fn reread_refs(&mut self) -> Result<&RefMap, TargetError>;
     /// Points the mirror's HEAD at `branch` where the target keeps HEAD in git (local mirrors).
@@ -183,7 +223,10 @@ use crate::refs::{ObjectId, RefMap};
 #[derive(Debug, Clone)]
 pub enum Targets {
     Dir(PathBuf),
-    Url { template: String, credentials: Option<Credentials> },
+    Url {
+        template: String,
+        credentials: Option<Credentials>,
+    },
     CodeCommit(std::sync::Arc<codecommit::CodeCommit>),
 }
 
@@ -220,17 +263,29 @@ impl Targets {
     ) -> Result<Option<Opened>, TargetError> {
         check_repository_name(name)?;
         match self {
-            Targets::Dir(root) => Ok(local::LocalMirror::open(root, name, create)?
-                .map(|(mirror, created)| Opened { mirror: Box::new(mirror), created })),
-            Targets::Url { template, credentials } => {
+            Targets::Dir(root) => Ok(local::LocalMirror::open(root, name, create)?.map(
+                |(mirror, created)| Opened {
+                    mirror: Box::new(mirror),
+                    created,
+                },
+            )),
+            Targets::Url {
+                template,
+                credentials,
+            } => {
                 let endpoint = crate::git::Endpoint {
                     url: template.replace("{name}", name),
                     credentials: credentials.clone(),
                     deadline,
                 };
-                Ok(Some(Opened { mirror: Box::new(remote::RemoteMirror::open(endpoint)?), created: false }))
+                Ok(Some(Opened {
+                    mirror: Box::new(remote::RemoteMirror::open(endpoint)?),
+                    created: false,
+                }))
             }
-            Targets::CodeCommit(codecommit) => codecommit.open(handle, name, source, create, deadline),
+            Targets::CodeCommit(codecommit) => {
+                codecommit.open(handle, name, source, create, deadline)
+            }
         }
     }
 }

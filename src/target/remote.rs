@@ -24,11 +24,18 @@ impl RemoteMirror {
     }
 
     /// Opens with an endpoint computed for every connection.
-    pub fn open_with(endpoint: Box<dyn Fn() -> Result<Endpoint, TargetError> + Send>) -> Result<Self, TargetError> {
+    pub fn open_with(
+        endpoint: Box<dyn Fn() -> Result<Endpoint, TargetError> + Send>,
+    ) -> Result<Self, TargetError> {
         let connection = TargetConnection::open(&endpoint()?)?;
         let refs = connection.refs().clone();
         let ofs_delta = connection.supports("ofs-delta");
-        Ok(RemoteMirror { endpoint, connection: Some(connection), refs, ofs_delta })
+        Ok(RemoteMirror {
+            endpoint,
+            connection: Some(connection),
+            refs,
+            ofs_delta,
+        })
     }
 }
 
@@ -41,7 +48,11 @@ impl Mirror for RemoteMirror {
         self.ofs_delta
     }
 
-    fn apply(&mut self, commands: &[Command], pack: Option<&mut dyn Read>) -> Result<PushOutcome, TargetError> {
+    fn apply(
+        &mut self,
+        commands: &[Command],
+        pack: Option<&mut dyn Read>,
+    ) -> Result<PushOutcome, TargetError> {
         let connection = match self.connection.take() {
             Some(connection) => connection,
             None => TargetConnection::open(&(self.endpoint)()?)?,

@@ -26,10 +26,27 @@ async fn initial_mirror_then_a_rerun_transfers_nothing() {
     assert_eq!(entry["status"], "created");
     assert!(entry["bytes"].as_u64().unwrap() > 0);
     assert!(entry["objects"].as_u64().unwrap() >= 7);
-    assert!(out.stderr.contains("Checking if whitehall is up to date... creating"), "{}", out.stderr);
-    assert!(out.stderr.contains(" * [new branch]      main -> main"), "{}", out.stderr);
-    assert!(out.stderr.contains(" * [new tag]         v1.0 -> v1.0"), "{}", out.stderr);
-    assert!(out.stderr.contains("Mirrored 1 repository in "), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Checking if whitehall is up to date... creating"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(" * [new branch]      main -> main"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(" * [new tag]         v1.0 -> v1.0"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Mirrored 1 repository in "),
+        "{}",
+        out.stderr
+    );
 
     world.source_server.clear_requests();
     let again = world.run(&["run", "--json"], &[]).await;
@@ -39,12 +56,22 @@ async fn initial_mirror_then_a_rerun_transfers_nothing() {
     assert_eq!(entry["bytes"], 0);
     assert_eq!(entry["refs"].as_array().map(Vec::len), Some(0));
     assert_eq!(again.report()["totals"]["bytes"], 0);
-    assert!(again.stderr.contains("Checking if whitehall is up to date... ok"), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("Checking if whitehall is up to date... ok"),
+        "{}",
+        again.stderr
+    );
     let fetches = world
         .source_server
         .requests()
         .into_iter()
-        .filter(|r| r.path.ends_with("git-upload-pack") && r.method == "POST" && r.response_body_bytes > 2048)
+        .filter(|r| {
+            r.path.ends_with("git-upload-pack")
+                && r.method == "POST"
+                && r.response_body_bytes > 2048
+        })
         .count();
     assert_eq!(fetches, 0, "a no-op rerun fetches no pack");
 }
@@ -75,7 +102,10 @@ async fn new_commits_branches_and_deletions_converge() {
     assert_eq!(
         changes,
         vec![
-            ("refs/heads/fix-change-history".to_string(), "create".to_string()),
+            (
+                "refs/heads/fix-change-history".to_string(),
+                "create".to_string()
+            ),
             ("refs/heads/main".to_string(), "update".to_string()),
             ("refs/heads/old-branch".to_string(), "delete".to_string()),
             ("refs/tags/gone-tag".to_string(), "delete".to_string()),
@@ -84,8 +114,20 @@ async fn new_commits_branches_and_deletions_converge() {
     );
     assert_eq!(out.repo("smart-answers")["status"], "updated");
     assert_eq!(out.report()["totals"]["refs_changed"], 5);
-    assert!(out.stderr.contains(&format!("   {}..{}  main -> main", &first[..7], &second[..7])), "{}", out.stderr);
-    assert!(out.stderr.contains(" - [deleted]         old-branch"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "   {}..{}  main -> main",
+            &first[..7],
+            &second[..7]
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(" - [deleted]         old-branch"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +146,11 @@ async fn force_pushes_are_mirrored_with_and_without_gc_at_the_source() {
         }
         let out = world.run(&["run", "--json"], &[]).await;
         assert_eq!(out.code, 0, "gc={gc}: {}", out.stderr);
-        assert_eq!(out.changes("calendars"), vec![("refs/heads/rewritten".to_string(), "force".to_string())], "gc={gc}");
+        assert_eq!(
+            out.changes("calendars"),
+            vec![("refs/heads/rewritten".to_string(), "force".to_string())],
+            "gc={gc}"
+        );
         assert!(out.stderr.contains("(forced update)"), "{}", out.stderr);
         let mirror = world.mirror("calendars");
         assert_same_refs(&repo.bare, &mirror);
@@ -135,7 +181,9 @@ async fn more_refs_than_one_push_carries_converge_in_one_run() {
     for i in 0..5 {
         repo.annotated_tag(&format!("annotated_{i}"), &first, "tag");
     }
-    let out = world.run(&["run", "--json"], &[("MIRROR_MAX_REFS_PER_PUSH", "7")]).await;
+    let out = world
+        .run(&["run", "--json"], &[("MIRROR_MAX_REFS_PER_PUSH", "7")])
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mirror = world.mirror("many");
     assert_same_refs(&repo.bare, &mirror);
@@ -152,20 +200,45 @@ async fn protected_refs_and_prune_off_keep_target_refs() {
     assert_eq!(world.run(&["run"], &[]).await.code, 0);
     let mirror = world.mirror("publisher");
     // A security fix prepared privately in the mirror.
-    git(&mirror, &["update-ref", "refs/heads/security/cve-1", &first]);
+    git(
+        &mirror,
+        &["update-ref", "refs/heads/security/cve-1", &first],
+    );
     repo.delete_branch("to-delete");
 
-    let out = world.run(&["run", "--json"], &[("MIRROR_PROTECTED_REFS", "refs/heads/security/*"), ("MIRROR_PRUNE", "false")]).await;
+    let out = world
+        .run(
+            &["run", "--json"],
+            &[
+                ("MIRROR_PROTECTED_REFS", "refs/heads/security/*"),
+                ("MIRROR_PRUNE", "false"),
+            ],
+        )
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let refs = refs_of(&mirror);
     assert!(refs.contains_key("refs/heads/security/cve-1"));
-    assert!(refs.contains_key("refs/heads/to-delete"), "prune off keeps deleted branches");
+    assert!(
+        refs.contains_key("refs/heads/to-delete"),
+        "prune off keeps deleted branches"
+    );
     let changes = out.changes("publisher");
-    assert_eq!(changes, vec![("refs/heads/security/cve-1".to_string(), "keep".to_string())]);
-    assert!(out.repo("publisher")["refs"][0]["reason"].as_str().unwrap().contains("protected"));
+    assert_eq!(
+        changes,
+        vec![("refs/heads/security/cve-1".to_string(), "keep".to_string())]
+    );
+    assert!(out.repo("publisher")["refs"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("protected"));
 
     // With prune on, the unprotected one goes and the protected one stays.
-    let out = world.run(&["run", "--json", "--protect", "refs/heads/security/*"], &[]).await;
+    let out = world
+        .run(
+            &["run", "--json", "--protect", "refs/heads/security/*"],
+            &[],
+        )
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let refs = refs_of(&mirror);
     assert!(refs.contains_key("refs/heads/security/cve-1"));
@@ -185,18 +258,30 @@ async fn diverged_refs_follow_the_policy() {
     let before = refs_of(&mirror);
 
     let rewritten = repo.force_reset("main", &base);
-    let out = world.run(&["run", "--json"], &[("MIRROR_DIVERGED", "keep")]).await;
+    let out = world
+        .run(&["run", "--json"], &[("MIRROR_DIVERGED", "keep")])
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.changes("frontend"), vec![("refs/heads/main".to_string(), "keep".to_string())]);
+    assert_eq!(
+        out.changes("frontend"),
+        vec![("refs/heads/main".to_string(), "keep".to_string())]
+    );
     assert_eq!(refs_of(&mirror), before, "keep leaves the target alone");
     assert!(out.stderr.contains(" ! [kept]"), "{}", out.stderr);
 
-    let out = world.run(&["run", "--json", "--diverged", "backup"], &[]).await;
+    let out = world
+        .run(&["run", "--json", "--diverged", "backup"], &[])
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.changes("frontend"), vec![("refs/heads/main".to_string(), "force".to_string())]);
+    assert_eq!(
+        out.changes("frontend"),
+        vec![("refs/heads/main".to_string(), "force".to_string())]
+    );
     assert_same_refs(&repo.bare, &mirror);
-    let backups: Vec<(String, String)> =
-        all_refs_of(&mirror).into_iter().filter(|(name, _)| name.starts_with("refs/mirror-backup/")).collect();
+    let backups: Vec<(String, String)> = all_refs_of(&mirror)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("refs/mirror-backup/"))
+        .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert!(backups[0].0.ends_with("/heads/main"));
     assert_eq!(backups[0].1, before["refs/heads/main"]);
@@ -206,7 +291,13 @@ async fn diverged_refs_follow_the_policy() {
     // Backups are never touched by later runs.
     let again = world.run(&["run"], &[]).await;
     assert_eq!(again.code, 0);
-    assert_eq!(all_refs_of(&mirror).keys().filter(|n| n.starts_with("refs/mirror-backup/")).count(), 1);
+    assert_eq!(
+        all_refs_of(&mirror)
+            .keys()
+            .filter(|n| n.starts_with("refs/mirror-backup/"))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,13 +308,22 @@ async fn dry_run_and_status_change_nothing() {
 
     let status = world.run(&["status", "--json"], &[]).await;
     assert_eq!(status.code, 3, "{}", status.stderr);
-    assert!(!world.mirror("collections").exists(), "status creates nothing");
+    assert!(
+        !world.mirror("collections").exists(),
+        "status creates nothing"
+    );
     let dry = world.run(&["run", "--dry-run", "--json"], &[]).await;
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert_eq!(dry.report()["dry_run"], true);
     assert_eq!(dry.repo("collections")["status"], "out_of_date");
-    assert_eq!(dry.changes("collections"), vec![("refs/heads/main".to_string(), "create".to_string())]);
-    assert!(!world.mirror("collections").exists(), "a dry run creates nothing");
+    assert_eq!(
+        dry.changes("collections"),
+        vec![("refs/heads/main".to_string(), "create".to_string())]
+    );
+    assert!(
+        !world.mirror("collections").exists(),
+        "a dry run creates nothing"
+    );
 
     assert_eq!(world.run(&["run"], &[]).await.code, 0);
     let mirror = world.mirror("collections");
@@ -232,14 +332,24 @@ async fn dry_run_and_status_change_nothing() {
     repo.commit("main", "a.txt", "2");
     repo.commit("new", "n.txt", "n");
     let before = all_refs_of(&mirror);
-    let dry = world.run(&["run", "--json"], &[("MIRROR_DRY_RUN", "true")]).await;
+    let dry = world
+        .run(&["run", "--json"], &[("MIRROR_DRY_RUN", "true")])
+        .await;
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert_eq!(dry.repo("collections")["status"], "out_of_date");
     assert_eq!(dry.report()["totals"]["refs_changed"], 0);
-    assert!(dry.stderr.contains("out of date (dry run"), "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("out of date (dry run"),
+        "{}",
+        dry.stderr
+    );
     let status = world.run(&["status"], &[]).await;
     assert_eq!(status.code, 3);
-    assert_eq!(all_refs_of(&mirror), before, "neither dry run nor status changed the mirror");
+    assert_eq!(
+        all_refs_of(&mirror),
+        before,
+        "neither dry run nor status changed the mirror"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,14 +366,25 @@ async fn a_cut_connection_fails_that_repository_only_and_the_next_run_converges(
     big.commit_big_file("main", "blob2.bin", 3 * 1024 * 1024, 8);
     small.commit("main", "a.txt", "2");
     world.source_server.cut_next_upload_pack_after(1024 * 1024);
-    let out = world.run(&["run", "--json", "--concurrency", "1"], &[]).await;
+    let out = world
+        .run(&["run", "--json", "--concurrency", "1"], &[])
+        .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.repo("big")["status"], "failed");
     assert!(out.repo("big")["error"].as_str().unwrap_or_default().len() > 10);
     assert_eq!(out.repo("small")["status"], "updated");
-    assert_eq!(all_refs_of(&mirror), before, "the cut transfer left the mirror as it was");
+    assert_eq!(
+        all_refs_of(&mirror),
+        before,
+        "the cut transfer left the mirror as it was"
+    );
     assert_fsck(&mirror);
-    assert!(out.stderr.contains("Checking if big is up to date... FAILED: "), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Checking if big is up to date... FAILED: "),
+        "{}",
+        out.stderr
+    );
 
     let again = world.run(&["run", "--json"], &[]).await;
     assert_eq!(again.code, 0, "{}", again.stderr);

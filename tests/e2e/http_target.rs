@@ -21,15 +21,32 @@ async fn a_url_template_target_is_mirrored_by_streamed_pushes() {
     assert_eq!(out.repo("whitehall")["status"], "updated");
     assert_same_refs(&repo.bare, &target);
     assert_fsck(&target);
-    let pushes: Vec<_> = world.target_server.requests().into_iter().filter(|r| r.path.ends_with("git-receive-pack")).collect();
-    assert!(pushes.iter().all(|r| r.user.as_deref() == Some(crate::support::TARGET_USER)), "pushes are authenticated");
+    let pushes: Vec<_> = world
+        .target_server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("git-receive-pack"))
+        .collect();
+    assert!(
+        pushes
+            .iter()
+            .all(|r| r.user.as_deref() == Some(crate::support::TARGET_USER)),
+        "pushes are authenticated"
+    );
 
     // No-op: no push at all.
     world.target_server.clear_requests();
     let again = world.run(&["run", "--json", "--target", &url], &[]).await;
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(again.repo("whitehall")["status"], "up_to_date");
-    assert!(world.target_server.requests().iter().all(|r| r.method != "POST"), "a no-op run pushes nothing");
+    assert!(
+        world
+            .target_server
+            .requests()
+            .iter()
+            .all(|r| r.method != "POST"),
+        "a no-op run pushes nothing"
+    );
 
     // Force, delete, a new tag on an existing commit (empty pack), a delete-only push.
     repo.force_reset("dev", &first);
@@ -45,9 +62,17 @@ async fn a_url_template_target_is_mirrored_by_streamed_pushes() {
     let out = world.run(&["run", "--json", "--target", &url], &[]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_same_refs(&repo.bare, &target);
-    let push = world.target_server.requests().into_iter().find(|r| r.method == "POST" && r.path.ends_with("git-receive-pack"));
+    let push = world
+        .target_server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("git-receive-pack"));
     let push = push.expect("a delete-only push");
-    assert!(push.request_body_bytes < 300, "a delete-only push sends no pack ({} bytes)", push.request_body_bytes);
+    assert!(
+        push.request_body_bytes < 300,
+        "a delete-only push sends no pack ({} bytes)",
+        push.request_body_bytes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,11 +87,32 @@ async fn a_server_limit_on_ref_updates_is_respected_by_splitting_pushes() {
     world.target_server.set_max_ref_updates_per_push(Some(10));
     let url = world.url_target();
 
-    let refused = world.run(&["run", "--json", "--target", &url], &[("MIRROR_MAX_REFS_PER_PUSH", "4000")]).await;
-    assert_eq!(refused.code, 1, "the server refuses one big push: {}", refused.stderr);
-    assert!(refused.repo("tags")["error"].as_str().unwrap().contains("maximum number of ref updates"), "{}", refused.stdout);
+    let refused = world
+        .run(
+            &["run", "--json", "--target", &url],
+            &[("MIRROR_MAX_REFS_PER_PUSH", "4000")],
+        )
+        .await;
+    assert_eq!(
+        refused.code, 1,
+        "the server refuses one big push: {}",
+        refused.stderr
+    );
+    assert!(
+        refused.repo("tags")["error"]
+            .as_str()
+            .unwrap()
+            .contains("maximum number of ref updates"),
+        "{}",
+        refused.stdout
+    );
 
-    let out = world.run(&["run", "--json", "--target", &url], &[("MIRROR_MAX_REFS_PER_PUSH", "10")]).await;
+    let out = world
+        .run(
+            &["run", "--json", "--target", &url],
+            &[("MIRROR_MAX_REFS_PER_PUSH", "10")],
+        )
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_same_refs(&repo.bare, &target);
     assert_fsck(&target);
@@ -79,10 +125,18 @@ async fn wrong_target_credentials_fail_clearly_without_leaking() {
     repo.commit("main", "a.txt", "1");
     let target = world.target_repo("secret-test");
     let url = world.url_target();
-    let out = world.run(&["run", "--json", "--target", &url], &[("MIRROR_TARGET_PASSWORD", "wrong-password-value")]).await;
+    let out = world
+        .run(
+            &["run", "--json", "--target", &url],
+            &[("MIRROR_TARGET_PASSWORD", "wrong-password-value")],
+        )
+        .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     out.assert_no_secrets();
-    assert!(!out.stderr.contains("wrong-password-value") && !out.stdout.contains("wrong-password-value"));
+    assert!(
+        !out.stderr.contains("wrong-password-value")
+            && !out.stdout.contains("wrong-password-value")
+    );
     assert_eq!(out.repo("secret-test")["status"], "failed");
     assert!(refs_of(&target).is_empty());
 }

@@ -9,18 +9,50 @@ async fn bad_settings_exit_2_naming_the_setting_and_change_nothing() {
     let world = World::new().await;
     world.source("app").commit("main", "a.txt", "1");
     let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["run"], vec![("MIRROR_GITHUB_ORG", "")], "MIRROR_GITHUB_ORG (--org) is required"),
-        (vec!["run", "--include", "("], vec![], "MIRROR_INCLUDE (--include)"),
-        (vec!["run"], vec![("MIRROR_EXCLUDE", "[z-a]")], "MIRROR_EXCLUDE (--exclude)"),
-        (vec!["run", "--target", "ftp://somewhere"], vec![], "MIRROR_TARGET (--target)"),
-        (vec!["run"], vec![("MIRROR_CONCURRENCY", "lots")], "MIRROR_CONCURRENCY"),
-        (vec!["status"], vec![("MIRROR_DIVERGED", "merge")], "MIRROR_DIVERGED"),
-        (vec!["run"], vec![("MIRROR_TARGET", "https://u:hunter2@example.com/{name}")], "MIRROR_TARGET"),
+        (
+            vec!["run"],
+            vec![("MIRROR_GITHUB_ORG", "")],
+            "MIRROR_GITHUB_ORG (--org) is required",
+        ),
+        (
+            vec!["run", "--include", "("],
+            vec![],
+            "MIRROR_INCLUDE (--include)",
+        ),
+        (
+            vec!["run"],
+            vec![("MIRROR_EXCLUDE", "[z-a]")],
+            "MIRROR_EXCLUDE (--exclude)",
+        ),
+        (
+            vec!["run", "--target", "ftp://somewhere"],
+            vec![],
+            "MIRROR_TARGET (--target)",
+        ),
+        (
+            vec!["run"],
+            vec![("MIRROR_CONCURRENCY", "lots")],
+            "MIRROR_CONCURRENCY",
+        ),
+        (
+            vec!["status"],
+            vec![("MIRROR_DIVERGED", "merge")],
+            "MIRROR_DIVERGED",
+        ),
+        (
+            vec!["run"],
+            vec![("MIRROR_TARGET", "https://u:hunter2@example.com/{name}")],
+            "MIRROR_TARGET",
+        ),
     ];
     for (args, env, expected) in cases {
         let out = world.run(&args, &env).await;
         assert_eq!(out.code, 2, "{args:?} {env:?}: {}", out.stderr);
-        assert!(out.stderr.contains(expected), "{expected:?} not in {}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "{expected:?} not in {}",
+            out.stderr
+        );
         assert!(!out.stderr.contains("hunter2"));
         assert!(!world.mirrors.exists(), "nothing was changed");
     }
@@ -33,7 +65,8 @@ async fn listing_is_paginated_filtered_and_subsets_work() {
     wanted.commit("main", "a.txt", "1");
     world.change_listing(|listing| {
         for i in 0..230 {
-            let mut fake = FakeRepo::new(&format!("aa-filler-{i:03}"), "http://127.0.0.1:9/none.git");
+            let mut fake =
+                FakeRepo::new(&format!("aa-filler-{i:03}"), "http://127.0.0.1:9/none.git");
             fake.topics = vec!["other".into()];
             listing.insert(0, fake);
         }
@@ -48,21 +81,67 @@ async fn listing_is_paginated_filtered_and_subsets_work() {
     });
     let out = world.run(&["run", "--json", "--topic", "govuk"], &[]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let names: Vec<String> = out.report()["repos"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(names, vec!["zz-real-app"], "only the topic's non-archived, non-fork repositories");
+    let names: Vec<String> = out.report()["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["zz-real-app"],
+        "only the topic's non-archived, non-fork repositories"
+    );
     assert_same_refs(&wanted.bare, &world.mirror("zz-real-app"));
-    let pages = world.github.requests().iter().filter(|(_, path, _)| path.starts_with("/orgs/alphagov/repos")).count();
+    let pages = world
+        .github
+        .requests()
+        .iter()
+        .filter(|(_, path, _)| path.starts_with("/orgs/alphagov/repos"))
+        .count();
     assert_eq!(pages, 3, "233 repositories at 100 a page");
 
-    let out = world.run(&["run", "--json", "--repo", "zz-real-app", "--repo", "nonexistent", "--repo", "archived-app"], &[]).await;
+    let out = world
+        .run(
+            &[
+                "run",
+                "--json",
+                "--repo",
+                "zz-real-app",
+                "--repo",
+                "nonexistent",
+                "--repo",
+                "archived-app",
+            ],
+            &[],
+        )
+        .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.repo("zz-real-app")["status"], "up_to_date");
-    assert!(out.repo("nonexistent")["error"].as_str().unwrap().contains("does not list it"));
-    assert!(out.repo("archived-app")["error"].as_str().unwrap().contains("archived"));
+    assert!(out.repo("nonexistent")["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not list it"));
+    assert!(out.repo("archived-app")["error"]
+        .as_str()
+        .unwrap()
+        .contains("archived"));
 
-    let out = world.run(&["run", "--json", "--exclude", "^zz-"], &[("MIRROR_GITHUB_TOPIC", "govuk")]).await;
-    assert_eq!(out.code, 1, "selecting nothing is a failure, not a silent success: {}", out.stderr);
-    assert!(out.report()["error"].as_str().unwrap().contains("no repository"));
+    let out = world
+        .run(
+            &["run", "--json", "--exclude", "^zz-"],
+            &[("MIRROR_GITHUB_TOPIC", "govuk")],
+        )
+        .await;
+    assert_eq!(
+        out.code, 1,
+        "selecting nothing is a failure, not a silent success: {}",
+        out.stderr
+    );
+    assert!(out.report()["error"]
+        .as_str()
+        .unwrap()
+        .contains("no repository"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,26 +153,69 @@ async fn github_errors_are_retried_or_reported_clearly() {
     let out = world.run(&["run", "--json"], &[]).await;
     assert_eq!(out.code, 0, "server errors are retried: {}", out.stderr);
 
-    world.github.fail_next(1, Failure::RateLimited { reset_in_secs: 1 });
-    world.github.fail_next(1, Failure::SecondaryRateLimit { retry_after_secs: 1 });
+    world
+        .github
+        .fail_next(1, Failure::RateLimited { reset_in_secs: 1 });
+    world.github.fail_next(
+        1,
+        Failure::SecondaryRateLimit {
+            retry_after_secs: 1,
+        },
+    );
     let out = world.run(&["run", "--json"], &[]).await;
-    assert_eq!(out.code, 0, "short rate limits are waited out: {}", out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "short rate limits are waited out: {}",
+        out.stderr
+    );
 
-    world.github.fail_next(1, Failure::RateLimited { reset_in_secs: 3600 });
+    world.github.fail_next(
+        1,
+        Failure::RateLimited {
+            reset_in_secs: 3600,
+        },
+    );
     let out = world.run(&["run", "--json"], &[]).await;
     assert_eq!(out.code, 1);
-    assert!(out.report()["error"].as_str().unwrap().contains("rate limit"), "{}", out.stdout);
+    assert!(
+        out.report()["error"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit"),
+        "{}",
+        out.stdout
+    );
 
-    let out = world.run(&["run", "--json"], &[("GITHUB_TOKEN", "ghp_wrongtoken_value")]).await;
+    let out = world
+        .run(
+            &["run", "--json"],
+            &[("GITHUB_TOKEN", "ghp_wrongtoken_value")],
+        )
+        .await;
     assert_eq!(out.code, 1);
     let error = out.report()["error"].as_str().unwrap().to_owned();
-    assert!(error.contains("rejected the credentials") && error.contains("Bad credentials"), "{error}");
-    assert!(!out.stdout.contains("ghp_wrongtoken_value") && !out.stderr.contains("ghp_wrongtoken_value"));
+    assert!(
+        error.contains("rejected the credentials") && error.contains("Bad credentials"),
+        "{error}"
+    );
+    assert!(
+        !out.stdout.contains("ghp_wrongtoken_value")
+            && !out.stderr.contains("ghp_wrongtoken_value")
+    );
     out.assert_no_secrets();
 
-    let out = world.run(&["run", "--json", "--org", "no-such-owner"], &[]).await;
+    let out = world
+        .run(&["run", "--json", "--org", "no-such-owner"], &[])
+        .await;
     assert_eq!(out.code, 1);
-    assert!(out.report()["error"].as_str().unwrap().contains("not found"), "{}", out.stdout);
+    assert!(
+        out.report()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,10 +243,18 @@ async fn one_failing_repository_never_stops_the_others() {
     for bad in ["unreachable", "..", "tricky.git"] {
         assert_eq!(out.repo(bad)["status"], "failed", "{bad}");
     }
-    assert!(out.repo("..")["error"].as_str().unwrap().contains("\"..\""), "{}", out.stdout);
+    assert!(
+        out.repo("..")["error"].as_str().unwrap().contains("\"..\""),
+        "{}",
+        out.stdout
+    );
     assert!(!world.mirrors.join("...git").exists());
     assert_eq!(out.report()["totals"]["failed"], 3);
-    assert!(out.stderr.contains("Mirrored 5 repositories in"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Mirrored 5 repositories in"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,7 +262,10 @@ async fn anonymous_access_works_for_public_repositories() {
     let world = World::new().await;
     world.github.allow_anonymous();
     // A source server without auth plays public GitHub.
-    let public = crate::support::git_server::GitServer::start(&world.sources, crate::support::git_server::Auth::None);
+    let public = crate::support::git_server::GitServer::start(
+        &world.sources,
+        crate::support::git_server::Auth::None,
+    );
     let repo = world.source("public-app");
     repo.commit("main", "a.txt", "1");
     world.change_listing(|listing| {
@@ -143,6 +276,10 @@ async fn anonymous_access_works_for_public_repositories() {
     let out = world.run(&["run", "--json"], &[("GITHUB_TOKEN", "")]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_same_refs(&repo.bare, &world.mirror("public-app"));
-    assert!(world.github.requests().iter().all(|(_, _, auth)| auth.is_none()));
+    assert!(world
+        .github
+        .requests()
+        .iter()
+        .all(|(_, _, auth)| auth.is_none()));
     let _ = TOKEN;
 }

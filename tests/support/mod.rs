@@ -4,6 +4,8 @@
 pub mod fixtures;
 pub mod git_server;
 pub mod github_fake;
+pub mod lambda;
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -42,7 +44,9 @@ pub struct Outcome {
 impl Outcome {
     /// The `--json` report.
     pub fn report(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|err| panic!("no JSON report ({err}):\n{}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
+            panic!("no JSON report ({err}):\n{}\n{}", self.stdout, self.stderr)
+        })
     }
 
     /// The report entry of one repository.
@@ -60,7 +64,12 @@ impl Outcome {
             .as_array()
             .map(|refs| {
                 refs.iter()
-                    .map(|r| (r["ref"].as_str().unwrap_or_default().to_owned(), r["change"].as_str().unwrap_or_default().to_owned()))
+                    .map(|r| {
+                        (
+                            r["ref"].as_str().unwrap_or_default().to_owned(),
+                            r["change"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -69,7 +78,12 @@ impl Outcome {
     /// Fails if any secret the tests use shows up anywhere in the output.
     pub fn assert_no_secrets(&self) {
         for secret in [TOKEN, TARGET_PASSWORD] {
-            assert!(!self.stdout.contains(secret) && !self.stderr.contains(secret), "a secret leaked:\n{}\n{}", self.stdout, self.stderr);
+            assert!(
+                !self.stdout.contains(secret) && !self.stderr.contains(secret),
+                "a secret leaked:\n{}\n{}",
+                self.stdout,
+                self.stderr
+            );
         }
     }
 }
@@ -83,18 +97,39 @@ impl World {
         for d in [&sources, &targets] {
             std::fs::create_dir_all(d).expect("create dirs");
         }
-        let source_server = GitServer::start(&sources, Auth::Basic { user: "x-access-token".into(), password: TOKEN.into() });
-        let target_server =
-            GitServer::start(&targets, Auth::Basic { user: TARGET_USER.into(), password: TARGET_PASSWORD.into() });
+        let source_server = GitServer::start(
+            &sources,
+            Auth::Basic {
+                user: "x-access-token".into(),
+                password: TOKEN.into(),
+            },
+        );
+        let target_server = GitServer::start(
+            &targets,
+            Auth::Basic {
+                user: TARGET_USER.into(),
+                password: TARGET_PASSWORD.into(),
+            },
+        );
         let github = GitHubFake::start(ORG, OwnerKind::Org, Vec::new()).await;
         github.require_token(TOKEN);
-        World { dir, sources, targets, mirrors, source_server, target_server, github, listing: Default::default() }
+        World {
+            dir,
+            sources,
+            targets,
+            mirrors,
+            source_server,
+            target_server,
+            github,
+            listing: Default::default(),
+        }
     }
 
     /// A new source repository `name` with the topic `govuk`, listed by the fake.
     pub fn source(&self, name: &str) -> SourceRepo {
         let repo = SourceRepo::create(&self.sources, name);
-        let mut fake = FakeRepo::new(name, &self.source_server.url(&format!("{name}.git"))).with_git_dir(&repo.bare);
+        let mut fake = FakeRepo::new(name, &self.source_server.url(&format!("{name}.git")))
+            .with_git_dir(&repo.bare);
         fake.topics = vec!["govuk".into()];
         fake.description = Some(format!("The {name} application"));
         self.change_listing(|listing| listing.push(fake));
@@ -154,7 +189,11 @@ impl World {
 /// Runs `repo-mirror` in `cwd` with exactly `env` (plus PATH and HOME).
 pub async fn run_binary(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Outcome {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_repo-mirror"));
-    command.current_dir(cwd).args(args).env_clear().stdin(Stdio::null());
+    command
+        .current_dir(cwd)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null());
     for key in ["PATH", "HOME"] {
         if let Ok(value) = std::env::var(key) {
             command.env(key, value);

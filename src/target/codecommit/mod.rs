@@ -41,17 +41,22 @@ pub struct CodeCommit {
 
 impl std::fmt::Debug for CodeCommit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CodeCommit").field("region", &self.region).field("git_url_template", &self.git_url_template).finish()
+        f.debug_struct("CodeCommit")
+            .field("region", &self.region)
+            .field("git_url_template", &self.git_url_template)
+            .finish()
     }
 }
 
 impl CodeCommit {
     /// From a loaded AWS configuration; `git_url_template` may hold `{region}` and must hold `{name}`.
-    pub fn new(config: &aws_config::SdkConfig, git_url_template: &str) -> Result<Self, TargetError> {
-        let region = config
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| TargetError::Api("no AWS region is configured (set AWS_REGION)".into()))?;
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        git_url_template: &str,
+    ) -> Result<Self, TargetError> {
+        let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+            TargetError::Api("no AWS region is configured (set AWS_REGION)".into())
+        })?;
         let credentials = config
             .credentials_provider()
             .ok_or_else(|| TargetError::Api("no AWS credentials provider is configured".into()))?;
@@ -92,7 +97,11 @@ impl CodeCommit {
             move || -> Result<Endpoint, TargetError> {
                 let url = codecommit.git_url_template.replace("{name}", &name);
                 let credentials = handle.block_on(codecommit.git_credentials(&url))?;
-                Ok(Endpoint { url, credentials: Some(credentials), deadline })
+                Ok(Endpoint {
+                    url,
+                    credentials: Some(credentials),
+                    deadline,
+                })
             }
         };
         // A repository created a moment ago may not answer git yet: retry within a bound.
@@ -116,11 +125,20 @@ impl CodeCommit {
             name: name.to_owned(),
             default_branch: metadata.default_branch,
         };
-        Ok(Some(Opened { mirror: Box::new(mirror), created }))
+        Ok(Some(Opened {
+            mirror: Box::new(mirror),
+            created,
+        }))
     }
 
     async fn find(&self, name: &str) -> Result<Option<Metadata>, TargetError> {
-        match self.client.get_repository().repository_name(name).send().await {
+        match self
+            .client
+            .get_repository()
+            .repository_name(name)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(Metadata::from(out.repository_metadata()))),
             Err(err) if err.code() == Some("RepositoryDoesNotExistException") => Ok(None),
             Err(err) => Err(api_error("GetRepository", name, &err)),
@@ -128,22 +146,32 @@ impl CodeCommit {
     }
 
     async fn create(&self, name: &str, source: &SourceRepo) -> Result<Metadata, TargetError> {
-        let mut request = self.client.create_repository().repository_name(name).tags(SOURCE_TAG, source_url(source));
+        let mut request = self
+            .client
+            .create_repository()
+            .repository_name(name)
+            .tags(SOURCE_TAG, source_url(source));
         if let Some(description) = description_of(source) {
             request = request.repository_description(description);
         }
         match request.send().await {
             Ok(out) => Ok(Metadata::from(out.repository_metadata())),
             // Created meanwhile (another run, or an earlier attempt): use it.
-            Err(err) if err.code() == Some("RepositoryNameExistsException") => {
-                self.find(name).await?.ok_or_else(|| api_error("CreateRepository", name, &err))
-            }
+            Err(err) if err.code() == Some("RepositoryNameExistsException") => self
+                .find(name)
+                .await?
+                .ok_or_else(|| api_error("CreateRepository", name, &err)),
             Err(err) => Err(api_error("CreateRepository", name, &err)),
         }
     }
 
     /// Keeps the description and the source tag of an existing mirror in step with the source.
-    async fn keep_in_step(&self, name: &str, source: &SourceRepo, metadata: &Metadata) -> Result<(), TargetError> {
+    async fn keep_in_step(
+        &self,
+        name: &str,
+        source: &SourceRepo,
+        metadata: &Metadata,
+    ) -> Result<(), TargetError> {
         let wanted = description_of(source);
         if wanted.as_deref().unwrap_or("") != metadata.description.as_deref().unwrap_or("") {
             self.client
@@ -193,16 +221,30 @@ impl CodeCommit {
             .credentials
             .provide_credentials()
             .await
-            .map_err(|err| TargetError::Api(format!("no AWS credentials for CodeCommit git: {}", DisplayErrorContext(&err))))?;
+            .map_err(|err| {
+                TargetError::Api(format!(
+                    "no AWS credentials for CodeCommit git: {}",
+                    DisplayErrorContext(&err)
+                ))
+            })?;
         let keys = AwsKeys {
             access_key_id: keys.access_key_id().to_owned(),
             secret_access_key: keys.secret_access_key().to_owned(),
             session_token: keys.session_token().map(str::to_owned),
         };
         let (host, path) = host_and_path(url).ok_or_else(|| {
-            TargetError::Git(GitError::Handshake { url: url.to_owned(), message: "not an http(s) URL with a host and a path".into() })
+            TargetError::Git(GitError::Handshake {
+                url: url.to_owned(),
+                message: "not an http(s) URL with a host and a path".into(),
+            })
         })?;
-        Ok(git_auth::git_credentials(&keys, &self.region, host, path, time::OffsetDateTime::now_utc()))
+        Ok(git_auth::git_credentials(
+            &keys,
+            &self.region,
+            host,
+            path,
+            time::OffsetDateTime::now_utc(),
+        ))
     }
 }
 
@@ -248,7 +290,11 @@ impl Mirror for CodeCommitMirror {
         self.remote.is_ancestor(old, new)
     }
 
-    fn apply(&mut self, commands: &[Command], pack: Option<&mut dyn Read>) -> Result<PushOutcome, TargetError> {
+    fn apply(
+        &mut self,
+        commands: &[Command],
+        pack: Option<&mut dyn Read>,
+    ) -> Result<PushOutcome, TargetError> {
         self.remote.apply(commands, pack)
     }
 
@@ -258,11 +304,15 @@ impl Mirror for CodeCommitMirror {
 
     /// UpdateDefaultBranch when the source's default differs and the branch exists in the mirror.
     fn set_head(&mut self, branch: &str) -> Result<(), TargetError> {
-        let Some(short) = branch.strip_prefix(crate::refs::HEADS) else { return Ok(()) };
-        if self.default_branch.as_deref() == Some(short) || !self.remote.refs().contains_key(branch) {
+        let Some(short) = branch.strip_prefix(crate::refs::HEADS) else {
+            return Ok(());
+        };
+        if self.default_branch.as_deref() == Some(short) || !self.remote.refs().contains_key(branch)
+        {
             return Ok(());
         }
-        self.handle.block_on(self.codecommit.set_default_branch(&self.name, short))?;
+        self.handle
+            .block_on(self.codecommit.set_default_branch(&self.name, short))?;
         self.default_branch = Some(short.to_owned());
         Ok(())
     }
@@ -277,25 +327,37 @@ fn source_url(source: &SourceRepo) -> String {
 }
 
 fn description_of(source: &SourceRepo) -> Option<String> {
-    let description = source.description.as_deref().map(str::trim).filter(|d| !d.is_empty())?;
+    let description = source
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())?;
     Some(description.chars().take(MAX_DESCRIPTION).collect())
 }
 
 /// `host[:port]` and path of an http(s) URL.
 pub fn host_and_path(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
     let slash = rest.find('/')?;
     let (host, path) = rest.split_at(slash);
     (!host.is_empty()).then_some((host, path))
 }
 
-fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(operation: &str, name: &str, err: &E) -> TargetError {
+fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &str,
+    name: &str,
+    err: &E,
+) -> TargetError {
     let detail = match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
         _ => DisplayErrorContext(err).to_string(),
     };
-    TargetError::Api(format!("CodeCommit {operation} for {name} failed: {detail}"))
+    TargetError::Api(format!(
+        "CodeCommit {operation} for {name} failed: {detail}"
+    ))
 }
 
 #[cfg(test)]
@@ -306,9 +368,15 @@ mod tests {
     fn urls_split_into_host_and_path() {
         assert_eq!(
             host_and_path("https://git-codecommit.eu-west-2.amazonaws.com/v1/repos/whitehall"),
-            Some(("git-codecommit.eu-west-2.amazonaws.com", "/v1/repos/whitehall"))
+            Some((
+                "git-codecommit.eu-west-2.amazonaws.com",
+                "/v1/repos/whitehall"
+            ))
         );
-        assert_eq!(host_and_path("http://127.0.0.1:8443/v1/repos/x"), Some(("127.0.0.1:8443", "/v1/repos/x")));
+        assert_eq!(
+            host_and_path("http://127.0.0.1:8443/v1/repos/x"),
+            Some(("127.0.0.1:8443", "/v1/repos/x"))
+        );
         assert_eq!(host_and_path("ftp://x/y"), None);
         assert_eq!(host_and_path("https://host-only"), None);
     }
