@@ -226,16 +226,17 @@ impl GitHub {
 
     async fn list_pages(&self, first: &str) -> Result<Vec<SourceRepo>, SourceError> {
         let mut repos = Vec::new();
-        let mut next = Some(format!("{}{first}", self.api_url));
-        while let Some(url) = next.take() {
-            let (headers, body) = self.get(&url).await?;
+        let mut next = Some(first.to_owned());
+        while let Some(path) = next.take() {
+            let (headers, body) = self.get(&path).await?;
             let page: Vec<SourceRepo> =
                 serde_json::from_str(&body).map_err(|err| SourceError::Decode {
-                    path: path_of(&url),
+                    path: path.clone(),
                     message: err.to_string(),
                 })?;
             repos.extend(page);
-            next = next_link(&headers);
+            // Requests stay relative to the API base: octocrab sends App credentials only on those.
+            next = next_link(&headers).map(|url| path_of(&url));
         }
         Ok(repos)
     }
@@ -253,8 +254,10 @@ impl GitHub {
         struct Compare {
             status: String,
         }
-        let url = format!("{}/repos/{full_name}/compare/{base}...{head}", self.api_url);
-        match self.get(&url).await {
+        match self
+            .get(&format!("/repos/{full_name}/compare/{base}...{head}"))
+            .await
+        {
             Ok((_, body)) => {
                 let compare: Compare = serde_json::from_str(&body).ok()?;
                 Some(matches!(compare.status.as_str(), "ahead" | "identical"))
@@ -264,16 +267,17 @@ impl GitHub {
         }
     }
 
-    /// One GET with retries: rate limits are waited out when GitHub says when (within the bound), server
-    /// errors and transport failures are retried with exponential backoff.
-    async fn get(&self, url: &str) -> Result<(HeaderMap, String), SourceError> {
-        let path = path_of(url);
+    /// One GET of `path` (and query) under the API base, with retries: rate limits are waited out when
+    /// GitHub says when (within the bound), server errors and transport failures are retried with
+    /// exponential backoff.
+    async fn get(&self, path: &str) -> Result<(HeaderMap, String), SourceError> {
+        let path = path.to_owned();
         let mut backoff = self.retry.first_backoff;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let last = attempt >= self.retry.attempts;
-            let response = match self.crab._get(url).await {
+            let response = match self.crab._get(path.as_str()).await {
                 Ok(response) => response,
                 Err(err) => {
                     if last {
@@ -356,7 +360,7 @@ fn secrecy_expose(token: &secrecy::SecretString) -> String {
     token.expose_secret().to_owned()
 }
 
-/// The path and query of an API URL, for messages.
+/// The path and query of a URL (what is requested relative to the API base).
 fn path_of(url: &str) -> String {
     match url
         .find("://")

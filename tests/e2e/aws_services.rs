@@ -301,3 +301,91 @@ async fn a_metrics_failure_is_loud_but_does_not_hide_the_mirror_outcome() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_app_secret_gets_an_installation_token_through_octocrab() {
+    let keys = tempfile::tempdir().expect("key dir");
+    let private = keys.path().join("app.pem");
+    let public = keys.path().join("app.pub.pem");
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        private.to_str().unwrap(),
+        "2048",
+    ]);
+    openssl(&[
+        "rsa",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    let private_pem = std::fs::read_to_string(&private).expect("private key");
+    let public_pem = std::fs::read_to_string(&public).expect("public key");
+
+    let moto = Moto::start();
+    let config = aws(&moto.endpoint()).await;
+    let world = World::new().await;
+    let repo = world.source("whitehall");
+    repo.commit("main", "a.txt", "1");
+    // The installation token is what the API and the source git server accept.
+    world.github.enable_app(123456, 7890, &public_pem, TOKEN);
+    let secret = serde_json::json!({
+        "github_app_id": "123456",
+        "github_app_installation_id": "7890",
+        "github_app_private_key": private_pem,
+    });
+    put_secret(&config, "repo-mirror/app", &secret.to_string()).await;
+
+    let env = env_with(
+        &moto,
+        &[
+            ("GITHUB_TOKEN", ""),
+            ("MIRROR_SECRET_ID", "repo-mirror/app"),
+        ],
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = world.run(&["run", "--json"], &env).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_same_refs(&repo.bare, &world.mirror("whitehall"));
+    assert!(world.github.requests().iter().any(
+        |(method, path, _)| method == "POST" && path == "/app/installations/7890/access_tokens"
+    ));
+    out.assert_no_secrets();
+    assert!(!out.stderr.contains("PRIVATE KEY") && !out.stdout.contains("PRIVATE KEY"));
+
+    // A key that is not the app's is refused by GitHub; the run fails clearly.
+    openssl(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        private.to_str().unwrap(),
+        "2048",
+    ]);
+    let other = serde_json::json!({
+        "github_app_id": "123456",
+        "github_app_installation_id": "7890",
+        "github_app_private_key": std::fs::read_to_string(&private).expect("key"),
+    });
+    put_secret(&config, "repo-mirror/app", &other.to_string()).await;
+    let out = world.run(&["run", "--json"], &env).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let error = out.report()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("installation token for installation 7890"),
+        "{error}"
+    );
+}

@@ -114,6 +114,9 @@ struct Shared {
     stop: AtomicBool,
     cut_next_upload_pack: Mutex<Option<u64>>,
     max_ref_updates: Mutex<Option<usize>>,
+    /// How many more ref advertisements (`GET …/info/refs`) answer 404, as for a repository that
+    /// does not exist yet.
+    not_found_next: Mutex<u32>,
     ref_limit_refusal: Mutex<RefLimitRefusal>,
     log: Mutex<Vec<RequestLog>>,
     next_conn_id: AtomicU64,
@@ -146,6 +149,7 @@ impl GitServer {
             stop: AtomicBool::new(false),
             cut_next_upload_pack: Mutex::new(None),
             max_ref_updates: Mutex::new(None),
+            not_found_next: Mutex::new(0),
             ref_limit_refusal: Mutex::new(RefLimitRefusal::ReportStatus),
             log: Mutex::new(Vec::new()),
             next_conn_id: AtomicU64::new(0),
@@ -209,6 +213,12 @@ impl GitServer {
     /// and gix do not compress them).
     pub fn set_max_ref_updates_per_push(&self, n: Option<usize>) {
         *lock(&self.shared.max_ref_updates) = n;
+    }
+
+    /// The next `count` ref advertisements (`GET …/info/refs`) answer 404 Not Found, as a host does for
+    /// a repository that was created a moment ago and is not visible yet.
+    pub fn answer_not_found_next(&self, count: u32) {
+        *lock(&self.shared.not_found_next) = count;
     }
 
     /// How pushes over the limit of [`GitServer::set_max_ref_updates_per_push`] are refused.
@@ -624,6 +634,27 @@ fn handle_request<R: BufRead + Send>(
         AuthResult::Denied => deny(req, reader, writer, shared, log),
         AuthResult::Accepted(user) => {
             log.user = user;
+            let not_found = req.method == "GET" && req.target_path.ends_with("/info/refs") && {
+                let mut remaining = lock(&shared.not_found_next);
+                let hit = *remaining > 0;
+                *remaining = remaining.saturating_sub(1);
+                hit
+            };
+            if not_found {
+                log.status = 404;
+                let body = b"Repository not found\n";
+                log.response_body_bytes = body.len() as u64;
+                record(shared, log);
+                return write_simple(
+                    writer,
+                    404,
+                    "Not Found",
+                    &[("Content-Type", "text/plain")],
+                    body,
+                    req.wants_close(),
+                )
+                .is_ok();
+            }
             serve_git(req, reader, writer, shared, log)
         }
     }

@@ -116,6 +116,7 @@ struct State {
     kind: OwnerKind,
     repos: Vec<FakeRepo>,
     token: Option<String>,
+    app: Option<AppInstallation>,
     failures: VecDeque<(usize, Failure)>,
     requests: Vec<RecordedRequest>,
     canonical_links: bool,
@@ -142,6 +143,7 @@ impl GitHubFake {
             kind,
             repos,
             token: None,
+            app: None,
             failures: VecDeque::new(),
             requests: Vec::new(),
             canonical_links: false,
@@ -185,6 +187,17 @@ impl GitHubFake {
     /// 401 Bad credentials. Calling it again replaces the token.
     pub fn require_token(&self, token: &str) {
         self.lock().token = Some(token.to_string());
+    }
+
+    /// Serves a GitHub App installation: `POST /app/installations/{installation_id}/access_tokens`
+    /// with a JWT signed by the app's key (RS256, `iss` = the app id) answers `token`.
+    pub fn enable_app(&self, app_id: u64, installation_id: u64, public_key_pem: &str, token: &str) {
+        self.lock().app = Some(AppInstallation {
+            app_id,
+            installation_id,
+            public_key_pem: public_key_pem.to_string(),
+            token: token.to_string(),
+        });
     }
 
     /// Undo [`require_token`](Self::require_token).
@@ -330,6 +343,19 @@ impl Respond for Responder {
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
 
         // Record, pick a failure, count the request, snapshot what routing needs.
+        let app = lock(&self.state).app.clone();
+        if let Some(app) = app {
+            if method == "POST"
+                && path == format!("/app/installations/{}/access_tokens", app.installation_id)
+            {
+                lock(&self.state).requests.push((
+                    method.clone(),
+                    path.clone(),
+                    authorization.clone(),
+                ));
+                return app.answer(authorization.as_deref());
+            }
+        }
         let (ctx, failure, token, snapshot) = {
             let mut st = lock(&self.state);
             st.requests
@@ -1260,6 +1286,82 @@ fn format_utc_human(epoch: u64) -> String {
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
         secs / 3600,
         (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// A GitHub App installation the fake issues tokens for.
+#[derive(Clone)]
+struct AppInstallation {
+    app_id: u64,
+    installation_id: u64,
+    public_key_pem: String,
+    token: String,
+}
+
+impl AppInstallation {
+    /// Checks the app's JWT as GitHub does (signature with the app's public key, expiry, issuer) and
+    /// answers an installation token.
+    fn answer(&self, authorization: Option<&str>) -> ResponseTemplate {
+        let unauthorized = |message: &str| {
+            ResponseTemplate::new(401)
+                .insert_header("content-type", "application/json; charset=utf-8")
+                .set_body_json(
+                    json!({"message": message, "documentation_url": DOCS, "status": "401"}),
+                )
+        };
+        let Some(jwt) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return unauthorized("A JSON web token could not be decoded");
+        };
+        let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(self.public_key_pem.as_bytes())
+        else {
+            return unauthorized("the fake's app key is not a PEM public key");
+        };
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.required_spec_claims = ["exp"].iter().map(|c| c.to_string()).collect();
+        validation.validate_aud = false;
+        let claims = match jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation) {
+            Ok(data) => data.claims,
+            Err(_) => return unauthorized("'Issuer' claim ('iss') must be an Integer or the JWT is not signed by the app's key"),
+        };
+        let issuer = match &claims["iss"] {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        };
+        if issuer != Some(self.app_id) {
+            return unauthorized("Integration not found");
+        }
+        let expires = now_epoch() + 3600;
+        ResponseTemplate::new(201)
+            .insert_header("content-type", "application/json; charset=utf-8")
+            .set_body_json(json!({
+                "token": self.token,
+                "expires_at": iso8601(expires),
+                "permissions": {"contents": "read", "metadata": "read"},
+                "repository_selection": "all"
+            }))
+    }
+}
+
+/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+fn iso8601(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, written out).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
         secs % 60
     )
 }

@@ -1,11 +1,13 @@
 //! Test support: real git servers (`git http-backend`), a GitHub API fake, fixture repositories built
 //! with the git CLI, and `World`, which wires them together and runs the real binary against them.
 
+pub mod codecommit_standin;
 pub mod fixtures;
 pub mod git_server;
 pub mod github_fake;
 pub mod lambda;
 pub mod moto;
+pub mod sigv4_check;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

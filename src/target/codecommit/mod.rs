@@ -110,8 +110,9 @@ impl CodeCommit {
         let remote = loop {
             match RemoteMirror::open_with(Box::new(connect.clone())) {
                 Ok(remote) => break remote,
-                Err(err) if created && started.elapsed() < VISIBILITY_WAIT => {
-                    let _ = err;
+                Err(err)
+                    if created && is_not_found(&err) && started.elapsed() < VISIBILITY_WAIT =>
+                {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(4));
                 }
@@ -316,6 +317,11 @@ impl Mirror for CodeCommitMirror {
         self.default_branch = Some(short.to_owned());
         Ok(())
     }
+}
+
+/// Whether git said the repository does not exist (yet): the one failure worth waiting out after a create.
+fn is_not_found(err: &TargetError) -> bool {
+    matches!(err, TargetError::Git(GitError::Handshake { message, .. }) if message.contains("HTTP status 404"))
 }
 
 fn source_url(source: &SourceRepo) -> String {
