@@ -119,13 +119,18 @@ async fn repositories_are_created_mirrored_and_kept_in_step() {
         "a no-op run pushes nothing"
     );
 
-    // The default branch and the description change upstream.
+    // The default branch and the description change upstream. A dry run and status change nothing.
     repo.set_head("develop");
     world.change_listing(|listing| {
         listing[0].default_branch = "develop".into();
         listing[0].description = Some("Publishing app for GOV.UK".into());
     });
     repo.commit("develop", "d.txt", "d2");
+    cc.standin.clear_calls();
+    assert_eq!(cc.run(&world, &["run", "--dry-run"], &[]).await.code, 0);
+    assert_eq!(cc.run(&world, &["status"], &[]).await.code, 3);
+    let calls: Vec<String> = cc.standin.calls().into_iter().map(|(action, _)| action).collect();
+    assert!(calls.iter().all(|action| action == "GetRepository"), "read-only runs only read: {calls:?}");
     let out = cc.run(&world, &["run", "--json"], &[]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(

@@ -72,7 +72,8 @@ impl CodeCommit {
         &self.region
     }
 
-    /// Finds the repository, creating it when missing and `create` is set.
+    /// Finds the repository; when `create` is set (a real run), creates it when missing and keeps its
+    /// description and source tag in step.
     pub fn open(
         self: &Arc<Self>,
         handle: &Handle,
@@ -87,7 +88,8 @@ impl CodeCommit {
             None if create => (handle.block_on(self.create(name, source))?, true),
             None => return Ok(None),
         };
-        if !created {
+        // Read-only runs (dry run, status) change nothing, not even the description.
+        if create && !created {
             handle.block_on(self.keep_in_step(name, source, &metadata))?;
         }
         let connect = {
