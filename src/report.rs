@@ -115,24 +115,34 @@ impl RepoReport {
 }
 
 impl RunReport {
+    /// An empty report for a run starting now.
+    pub fn start(source: String, target: String, dry_run: bool) -> Self {
+        RunReport {
+            ok: false,
+            dry_run,
+            source,
+            target,
+            started_at: now_rfc3339(),
+            duration_ms: 0,
+            totals: Totals::default(),
+            repos: Vec::new(),
+            error: None,
+            metrics_error: None,
+        }
+    }
+
     /// The report of a run that failed before any repository was looked at.
     pub fn not_started(
         settings: &crate::settings::Settings,
         mode: crate::run::Mode,
         error: String,
     ) -> Self {
-        let mut report = RunReport {
-            ok: false,
-            dry_run: !mode.changes_targets(),
-            source: settings.source_label(),
-            target: settings.target.to_string(),
-            started_at: now_rfc3339(),
-            duration_ms: 0,
-            totals: Totals::default(),
-            repos: Vec::new(),
-            error: Some(error),
-            metrics_error: None,
-        };
+        let mut report = RunReport::start(
+            settings.source_label(),
+            settings.target.to_string(),
+            !mode.changes_targets(),
+        );
+        report.error = Some(error);
         report.finish();
         report
     }

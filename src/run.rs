@@ -12,7 +12,7 @@ use crate::git::pack_stream::{empty_pack, PackStream};
 use crate::git::upload_pack::SourceConnection;
 use crate::git::{Endpoint, GitError};
 use crate::plan::{self, Ancestry, Plan, Policy};
-use crate::report::{RefReport, RepoReport, RepoStatus, RunReport, Totals};
+use crate::report::{RefReport, RepoReport, RepoStatus, RunReport};
 use crate::settings::Settings;
 use crate::source::{self, GitHub, SourceRepo};
 use crate::target::{Mirror, TargetError, Targets};
@@ -92,18 +92,11 @@ pub async fn run(
 ) -> RunReport {
     let started = Instant::now();
     let started_at = time::OffsetDateTime::now_utc();
-    let mut report = RunReport {
-        ok: false,
-        dry_run: !mode.changes_targets(),
-        source: settings.source_label(),
-        target: targets.label(),
-        started_at: crate::report::now_rfc3339(),
-        duration_ms: 0,
-        totals: Totals::default(),
-        repos: Vec::new(),
-        error: None,
-        metrics_error: None,
-    };
+    let mut report = RunReport::start(
+        settings.source_label(),
+        targets.label(),
+        !mode.changes_targets(),
+    );
     match select_and_mirror(
         settings, mode, only, deadline, targets, observer, started_at,
     )

@@ -129,8 +129,16 @@ async fn repositories_are_created_mirrored_and_kept_in_step() {
     cc.standin.clear_calls();
     assert_eq!(cc.run(&world, &["run", "--dry-run"], &[]).await.code, 0);
     assert_eq!(cc.run(&world, &["status"], &[]).await.code, 3);
-    let calls: Vec<String> = cc.standin.calls().into_iter().map(|(action, _)| action).collect();
-    assert!(calls.iter().all(|action| action == "GetRepository"), "read-only runs only read: {calls:?}");
+    let calls: Vec<String> = cc
+        .standin
+        .calls()
+        .into_iter()
+        .map(|(action, _)| action)
+        .collect();
+    assert!(
+        calls.iter().all(|action| action == "GetRepository"),
+        "read-only runs only read: {calls:?}"
+    );
     let out = cc.run(&world, &["run", "--json"], &[]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(

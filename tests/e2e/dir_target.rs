@@ -391,3 +391,39 @@ async fn a_cut_connection_fails_that_repository_only_and_the_next_run_converges(
     assert_same_refs(&big.bare, &mirror);
     assert_fsck(&mirror);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_that_lost_every_ref_never_prunes_the_mirror() {
+    let world = World::new().await;
+    let repo = world.source("emptied");
+    let first = repo.commit("main", "a.txt", "1");
+    repo.lightweight_tag("v1", &first);
+    assert_eq!(world.run(&["run"], &[]).await.code, 0);
+    let mirror = world.mirror("emptied");
+    let before = all_refs_of(&mirror);
+
+    repo.delete_tag("v1");
+    repo.delete_branch("main");
+    assert!(refs_of(&repo.bare).is_empty());
+    let out = world.run(&["run", "--json"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        all_refs_of(&mirror),
+        before,
+        "nothing is deleted on a guess"
+    );
+    let changes = out.changes("emptied");
+    assert_eq!(
+        changes,
+        vec![
+            ("refs/heads/main".to_string(), "keep".to_string()),
+            ("refs/tags/v1".to_string(), "keep".to_string())
+        ]
+    );
+    assert!(
+        out.stderr
+            .contains("the source advertises no branches or tags"),
+        "{}",
+        out.stderr
+    );
+}

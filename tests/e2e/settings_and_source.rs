@@ -8,7 +8,9 @@ use crate::support::{World, TOKEN};
 async fn bad_settings_exit_2_naming_the_setting_and_change_nothing() {
     let world = World::new().await;
     world.source("app").commit("main", "a.txt", "1");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    /// Arguments, environment, and what the error must say.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["run"],
             vec![("MIRROR_GITHUB_ORG", "")],

@@ -81,21 +81,11 @@ impl LambdaEmulator {
         let err = std::fs::File::create(dir.path().join("function.stderr")).expect("stderr file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_repo-mirror"));
         command
-            .env_clear()
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        for key in ["PATH", "HOME"] {
-            if let Ok(value) = std::env::var(key) {
-                command.env(key, value);
-            }
-        }
-        for (k, v) in env {
-            if !v.is_empty() {
-                command.env(k, v);
-            }
-        }
+        super::clean_environment(&mut command, env);
         command
             .env(
                 "AWS_LAMBDA_RUNTIME_API",

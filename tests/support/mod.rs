@@ -191,11 +191,19 @@ impl World {
 /// Runs `repo-mirror` in `cwd` with exactly `env` (plus PATH and HOME).
 pub async fn run_binary(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Outcome {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_repo-mirror"));
-    command
-        .current_dir(cwd)
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::null());
+    command.current_dir(cwd).args(args).stdin(Stdio::null());
+    clean_environment(command.as_std_mut(), env);
+    let output = command.output().await.expect("run repo-mirror");
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Gives `command` exactly `env` (entries with empty values are left unset), plus PATH and HOME.
+pub fn clean_environment(command: &mut std::process::Command, env: &[(String, String)]) {
+    command.env_clear();
     for key in ["PATH", "HOME"] {
         if let Ok(value) = std::env::var(key) {
             command.env(key, value);
@@ -205,11 +213,5 @@ pub async fn run_binary(cwd: &Path, args: &[&str], env: &[(String, String)]) -> 
         if !v.is_empty() {
             command.env(k, v);
         }
-    }
-    let output = command.output().await.expect("run repo-mirror");
-    Outcome {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
