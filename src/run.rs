@@ -259,17 +259,26 @@ async fn mirror_in_task(
     let name = repo.name.clone();
     let target = target_name.clone();
     let worker = context.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || mirror_repository(&worker, &repo, &target)).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let mut report = isolated(&name, &target_name, move || {
+        mirror_repository(&worker, &repo, &target)
+    })
+    .await;
+    report.duration_ms = started.elapsed().as_millis() as u64;
     if let Ok(mut durations) = context.durations.lock() {
         durations.push(started.elapsed());
     }
-    match outcome {
-        Ok(mut report) => {
-            report.duration_ms = duration_ms;
-            report
-        }
+    report
+}
+
+/// Runs one repository's `work` on a blocking thread; if it panics, the panic becomes that
+/// repository's failure and nothing else is affected.
+async fn isolated(
+    name: &str,
+    target_name: &str,
+    work: impl FnOnce() -> RepoReport + Send + 'static,
+) -> RepoReport {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(report) => report,
         Err(err) => {
             let why = if err.is_panic() {
                 let panic = err.into_panic();
@@ -282,10 +291,10 @@ async fn mirror_in_task(
                 err.to_string()
             };
             RepoReport::failed(
-                &name,
-                &target_name,
+                name,
+                target_name,
                 RepoError::Internal(format!("the task failed: {why}")).to_string(),
-                duration_ms,
+                0,
             )
         }
     }
@@ -500,5 +509,40 @@ fn verify(
         Ok(())
     } else {
         Err(RepoError::Mismatch(mismatches.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_a_repository_becomes_its_failure() {
+        let report = isolated("whitehall", "mirror-whitehall", || {
+            panic!("index out of bounds in a pack")
+        })
+        .await;
+        assert_eq!(report.status, RepoStatus::Failed);
+        assert_eq!(report.target_name, "mirror-whitehall");
+        let error = report.error.unwrap_or_default();
+        assert!(error.contains("index out of bounds in a pack"), "{error}");
+        let fine = isolated("a", "a", || RepoReport::skipped("a", "a", "deadline")).await;
+        assert_eq!(fine.status, RepoStatus::Skipped);
+    }
+
+    #[test]
+    fn margins_scale_with_the_time_a_run_has() {
+        assert_eq!(
+            deadline_margin(Duration::from_secs(900)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            deadline_margin(Duration::from_secs(100)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            deadline_margin(Duration::from_secs(5)),
+            Duration::from_secs(2)
+        );
     }
 }
