@@ -1344,24 +1344,8 @@ impl AppInstallation {
     }
 }
 
-/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`, from the human form GitHub's messages use.
 fn iso8601(epoch: u64) -> String {
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, written out).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let human = format_utc_human(epoch);
+    format!("{}T{}Z", &human[..10], &human[11..19])
 }
