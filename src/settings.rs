@@ -1,8 +1,6 @@
 //! Settings: every environment variable of the contract and its flag (the flag wins), validated into
 //! one `Settings` before anything is changed. Errors name the setting that was wrong.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use regex::Regex;
 
@@ -311,14 +309,6 @@ impl Settings {
     /// `github:ORG`, as in the report.
     pub fn source_label(&self) -> String {
         format!("github:{}", self.org)
-    }
-
-    /// Where local mirrors go, for a `dir:` target.
-    pub fn dir_root(&self) -> Option<&PathBuf> {
-        match &self.target {
-            TargetSpec::Dir(path) => Some(path),
-            _ => None,
-        }
     }
 }
 

@@ -196,10 +196,6 @@ impl GitHub {
         self.git_credentials.clone()
     }
 
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
     /// Every repository of the owner: the organisation listing, or the user's when the owner is a user.
     pub async fn list_repositories(&self) -> Result<Vec<SourceRepo>, SourceError> {
         match self

@@ -132,9 +132,6 @@ pub enum TargetError {
     Api(String),
 }
 
-/// Credentials for a URL-template target.
-pub type TargetCredentials = Option<Credentials>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

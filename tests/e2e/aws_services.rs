@@ -110,8 +110,7 @@ async fn the_secret_is_read_at_every_run_and_metrics_are_published() {
             ("MIRROR_METRICS_NAMESPACE", "RepoMirrorTest"),
         ],
     );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let out = world.run(&["run", "--json"], &env).await;
+    let out = world.run_with(&["run", "--json"], &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.assert_no_secrets();
     assert_same_refs(&repo.bare, &world.mirror("whitehall"));
@@ -158,7 +157,7 @@ async fn the_secret_is_read_at_every_run_and_metrics_are_published() {
         "ghp_REVOKEDtoken_secretvalue",
     )
     .await;
-    let failed = world.run(&["run", "--json"], &env).await;
+    let failed = world.run_with(&["run", "--json"], &env).await;
     assert_eq!(
         failed.code, 1,
         "the revoked token is refused: {}",
@@ -185,7 +184,7 @@ async fn the_secret_is_read_at_every_run_and_metrics_are_published() {
         "a failed run publishes MirrorSuccess 0"
     );
     put_secret(&config, "repo-mirror/github", TOKEN).await;
-    let out = world.run(&["run", "--json"], &env).await;
+    let out = world.run_with(&["run", "--json"], &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
@@ -232,8 +231,7 @@ async fn secret_failures_name_the_secret_and_change_nothing() {
             &moto,
             &[("GITHUB_TOKEN", ""), ("MIRROR_SECRET_ID", secret_id)],
         );
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let out = world.run(&["run", "--json"], &env).await;
+        let out = world.run_with(&["run", "--json"], &env).await;
         assert_eq!(out.code, 2, "{secret_id}: {}", out.stderr);
         assert!(
             out.stderr.contains(expected),
@@ -262,8 +260,7 @@ async fn access_denied_is_reported_with_the_servers_words() {
     let mut env = moto::aws_env(&denied.uri());
     env.push(("GITHUB_TOKEN".into(), String::new()));
     env.push(("MIRROR_SECRET_ID".into(), "prod/github".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let out = world.run(&["run"], &env).await;
+    let out = world.run_with(&["run"], &env).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
@@ -284,10 +281,9 @@ async fn a_metrics_failure_is_loud_but_does_not_hide_the_mirror_outcome() {
     let world = World::new().await;
     world.source("app").commit("main", "a.txt", "1");
     // Nothing listens on port 9: PutMetricData fails.
-    let env = moto::aws_env("http://127.0.0.1:9");
-    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.push(("MIRROR_METRICS_NAMESPACE", "RepoMirrorTest"));
-    let out = world.run(&["run", "--json"], &env).await;
+    let mut env = moto::aws_env("http://127.0.0.1:9");
+    env.push(("MIRROR_METRICS_NAMESPACE".into(), "RepoMirrorTest".into()));
+    let out = world.run_with(&["run", "--json"], &env).await;
     assert_eq!(out.code, 0, "the mirror succeeded: {}", out.stderr);
     assert_eq!(out.repo("app")["status"], "created");
     let error = out.report()["metrics_error"]
@@ -354,8 +350,7 @@ async fn a_github_app_secret_gets_an_installation_token_through_octocrab() {
             ("MIRROR_SECRET_ID", "repo-mirror/app"),
         ],
     );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let out = world.run(&["run", "--json"], &env).await;
+    let out = world.run_with(&["run", "--json"], &env).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_same_refs(&repo.bare, &world.mirror("whitehall"));
     assert!(world.github.requests().iter().any(
@@ -378,7 +373,7 @@ async fn a_github_app_secret_gets_an_installation_token_through_octocrab() {
         "github_app_private_key": std::fs::read_to_string(&private).expect("key"),
     });
     put_secret(&config, "repo-mirror/app", &other.to_string()).await;
-    let out = world.run(&["run", "--json"], &env).await;
+    let out = world.run_with(&["run", "--json"], &env).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     let error = out.report()["error"]
         .as_str()

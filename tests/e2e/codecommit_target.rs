@@ -57,8 +57,7 @@ impl CodeCommit {
 
     async fn run(&self, world: &World, args: &[&str], extra: &[(&str, &str)]) -> Outcome {
         let env = self.env(extra);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let out = world.run(args, &env).await;
+        let out = world.run_with(args, &env).await;
         out.assert_no_secrets();
         assert!(
             !out.stdout.contains(moto::SECRET_ACCESS_KEY)
@@ -357,6 +356,7 @@ async fn names_codecommit_cannot_hold_fail_clearly() {
     );
     assert_eq!(out.repo("fine")["target_name"], "mirror-fine");
     assert_eq!(out.repo("fine")["status"], "created");
+    assert!(!cc.standin.calls_of("CreateRepository").is_empty());
     assert!(cc
         .standin
         .calls_of("CreateRepository")
@@ -388,4 +388,70 @@ async fn a_just_created_repository_that_is_not_visible_yet_is_waited_for() {
         "{}",
         out.stdout
     );
+}
+
+/// The git server's check is itself held to the reference vectors, so that a product signing with a
+/// wrong algorithm cannot pass the tests above by agreeing with a wrong check.
+#[test]
+fn the_test_servers_sigv4_check_reproduces_the_reference_vectors() {
+    use crate::support::sigv4_check::{parse_utc_stamp, password_for, signature_hex, utc_stamp};
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let at = |stamp: &str| parse_utc_stamp(stamp).expect("a valid stamp");
+    let vectors = [
+        (
+            "us-east-1",
+            "git-codecommit.us-east-1.amazonaws.com",
+            "/v1/repos/my-repo",
+            "20240102T030405",
+            "20240102T030405Z9b2df9927db1175928ac1b36007e035fc326ba00f6b14ca1893cd3b269cdc38b",
+        ),
+        (
+            "eu-west-1",
+            "git-codecommit.eu-west-1.amazonaws.com",
+            "/v1/repos/mirror-test",
+            "20250630T235959",
+            "20250630T235959Z18f0e22bf97d09d4e2817375ac205903f0efef6491ea3ce894e7705ff1bcb5b3",
+        ),
+        (
+            "us-east-1",
+            "127.0.0.1:8443",
+            "/v1/repos/my-repo",
+            "20240102T030405",
+            "20240102T030405Z8a467184ccf4545de4a771ba7b1a05bc79cdaf5d04fbe38c9d232d08fabd32d8",
+        ),
+    ];
+    for (region, host, path, stamp, password) in vectors {
+        assert_eq!(
+            password_for(secret, region, host, path, at(stamp)),
+            password
+        );
+        assert_eq!(utc_stamp(at(stamp)), stamp);
+        let check = SigV4GitCheck::new("AKIAIOSFODNN7EXAMPLE", secret, region);
+        assert!(check.accepts_at(
+            "AKIAIOSFODNN7EXAMPLE",
+            password,
+            host,
+            &format!("{path}/info/refs"),
+            at(stamp)
+        ));
+        let z_in_string_to_sign = format!(
+            "{stamp}Z{}",
+            signature_hex(secret, region, host, path, &format!("{stamp}Z"))
+        );
+        assert!(!check.accepts_at(
+            "AKIAIOSFODNN7EXAMPLE",
+            &z_in_string_to_sign,
+            host,
+            path,
+            at(stamp)
+        ));
+        assert!(!check.accepts_at(
+            "AKIAIOSFODNN7EXAMPLE",
+            password,
+            "other.host",
+            path,
+            at(stamp)
+        ));
+    }
+    assert!(parse_utc_stamp("20250231T000000").is_none(), "31 February");
 }

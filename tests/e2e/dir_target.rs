@@ -63,17 +63,17 @@ async fn initial_mirror_then_a_rerun_transfers_nothing() {
         "{}",
         again.stderr
     );
-    let fetches = world
+    // Protocol v2 over HTTP: one POST lists the refs; a fetch would be a second one.
+    let upload_pack_posts = world
         .source_server
         .requests()
         .into_iter()
-        .filter(|r| {
-            r.path.ends_with("git-upload-pack")
-                && r.method == "POST"
-                && r.response_body_bytes > 2048
-        })
+        .filter(|r| r.path.ends_with("git-upload-pack") && r.method == "POST")
         .count();
-    assert_eq!(fetches, 0, "a no-op rerun fetches no pack");
+    assert_eq!(
+        upload_pack_posts, 1,
+        "a no-op rerun lists refs and fetches no pack"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -426,4 +426,37 @@ async fn a_source_that_lost_every_ref_never_prunes_the_mirror() {
         "{}",
         out.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refs_needing_no_objects_add_no_pack_to_a_local_mirror() {
+    let world = World::new().await;
+    let repo = world.source("tagged");
+    let first = repo.commit("main", "a.txt", "1");
+    assert_eq!(world.run(&["run"], &[]).await.code, 0);
+    let packs = |mirror: &std::path::Path| {
+        std::fs::read_dir(mirror.join("objects/pack"))
+            .map(|entries| {
+                entries
+                    .filter(|e| {
+                        e.as_ref()
+                            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mirror = world.mirror("tagged");
+    let before = packs(&mirror);
+    repo.lightweight_tag("v1", &first);
+    repo.branch("release", &first);
+    let out = world.run(&["run", "--json"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_same_refs(&repo.bare, &mirror);
+    assert_eq!(
+        packs(&mirror),
+        before,
+        "an empty pack is not written into the mirror"
+    );
+    assert_fsck(&mirror);
 }

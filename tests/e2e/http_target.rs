@@ -27,6 +27,7 @@ async fn a_url_template_target_is_mirrored_by_streamed_pushes() {
         .into_iter()
         .filter(|r| r.path.ends_with("git-receive-pack"))
         .collect();
+    assert!(!pushes.is_empty());
     assert!(
         pushes
             .iter()

@@ -1103,26 +1103,19 @@ fn now_epoch() -> f64 {
     (d.as_millis() as f64) / 1000.0
 }
 
-/// Epoch seconds of a JSON timestamp: a number, or an ISO-8601 UTC string such as moto's
+/// Epoch seconds of a JSON timestamp: a number, or an RFC 3339 string such as moto's
 /// `2024-06-01T12:34:56.789Z` (also `+00:00`).
 fn epoch_of(value: &Value) -> Option<f64> {
     if let Some(n) = value.as_f64() {
         return Some(n);
     }
-    let s = value.as_str()?;
-    let s = s
-        .strip_suffix('Z')
-        .or_else(|| s.strip_suffix("+00:00"))
-        .unwrap_or(s);
-    let (date, time) = s.split_once('T').or_else(|| s.split_once(' '))?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let frac: f64 = format!("0.{frac}").parse().ok()?;
-    let days = super::sigv4_check::days_from_civil(y, m as u32, dd as u32);
-    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + (frac * 1000.0).round() / 1000.0)
+    let at = time::OffsetDateTime::parse(
+        value.as_str()?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    let millis = at.unix_timestamp_nanos() / 1_000_000;
+    Some(millis as f64 / 1000.0)
 }
 
 fn install_first_branch_hook(repo: &Path) {

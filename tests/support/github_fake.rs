@@ -1270,24 +1270,12 @@ fn now_epoch() -> u64 {
 
 /// `YYYY-MM-DD HH:MM:SS UTC`, as GitHub writes timestamps in error messages.
 fn format_utc_human(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    // Civil-from-days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let at =
+        time::OffsetDateTime::from_unix_timestamp(epoch as i64).expect("a time the calendar holds");
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+    ))
+    .expect("format a time")
 }
 
 /// A GitHub App installation the fake issues tokens for.
@@ -1344,8 +1332,10 @@ impl AppInstallation {
     }
 }
 
-/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`, from the human form GitHub's messages use.
+/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 fn iso8601(epoch: u64) -> String {
-    let human = format_utc_human(epoch);
-    format!("{}T{}Z", &human[..10], &human[11..19])
+    let at =
+        time::OffsetDateTime::from_unix_timestamp(epoch as i64).expect("a time the calendar holds");
+    at.format(&time::format_description::well_known::Rfc3339)
+        .expect("format a time")
 }

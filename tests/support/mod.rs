@@ -170,6 +170,12 @@ impl World {
         run_binary(self.dir.path(), args, &self.base_env(env)).await
     }
 
+    /// [`World::run`] with owned environment pairs (as `moto::aws_env` gives them).
+    pub async fn run_with(&self, args: &[&str], env: &[(String, String)]) -> Outcome {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.run(args, &env).await
+    }
+
     pub fn base_env(&self, env: &[(&str, &str)]) -> Vec<(String, String)> {
         let mirrors = format!("dir:{}", self.mirrors.display());
         let mut all: Vec<(String, String)> = vec![
