@@ -24,7 +24,8 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 use std::thread::{self, JoinHandle};
 
 /// A custom credential check: (username, password, request) -> accept?
@@ -119,6 +120,11 @@ struct Shared {
     not_found_next: Mutex<u32>,
     ref_limit_refusal: Mutex<RefLimitRefusal>,
     log: Mutex<Vec<RequestLog>>,
+    /// Requests read but not yet completely answered. A client may act on a response before its
+    /// last bytes go out (a pkt-line flush ends a protocol v2 reply before the HTTP chunked
+    /// terminator follows), so [`GitServer::requests`] waits for this to reach zero.
+    in_flight: Mutex<usize>,
+    all_answered: Condvar,
     next_conn_id: AtomicU64,
     /// Open connections (a clone of each socket), to shut them down when the server stops.
     conns: Mutex<HashMap<u64, TcpStream>>,
@@ -152,6 +158,8 @@ impl GitServer {
             not_found_next: Mutex::new(0),
             ref_limit_refusal: Mutex::new(RefLimitRefusal::ReportStatus),
             log: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(0),
+            all_answered: Condvar::new(),
             next_conn_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             conn_threads: Mutex::new(Vec::new()),
@@ -226,13 +234,32 @@ impl GitServer {
         *lock(&self.shared.ref_limit_refusal) = how;
     }
 
-    /// Everything served so far, in the order the responses ended.
+    /// Everything served so far, in the order the responses ended. Waits (at most 30 s) for
+    /// requests still being answered, so that a client that has finished finds all of its
+    /// requests here.
     pub fn requests(&self) -> Vec<RequestLog> {
+        self.wait_until_answered();
         lock(&self.shared.log).clone()
     }
 
     pub fn clear_requests(&self) {
+        self.wait_until_answered();
         lock(&self.shared.log).clear();
+    }
+
+    fn wait_until_answered(&self) {
+        let limit = Duration::from_secs(30);
+        let guard = lock(&self.shared.in_flight);
+        let (left, timeout) = self
+            .shared
+            .all_answered
+            .wait_timeout_while(guard, limit, |n| *n > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        assert!(
+            !timeout.timed_out(),
+            "{} request(s) still being answered after {limit:?}",
+            *left
+        );
     }
 }
 
@@ -601,12 +628,34 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
                 break;
             }
         };
+        let answering = Answering::start(shared);
         let keep_alive = handle_request(&req, &mut reader, &mut writer, shared);
+        drop(answering);
         if !keep_alive || req.wants_close() {
             break;
         }
     }
     let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// Counts one request as being answered for as long as it lives (even if answering panics).
+struct Answering<'a>(&'a Shared);
+
+impl<'a> Answering<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        *lock(&shared.in_flight) += 1;
+        Answering(shared)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.0.in_flight);
+        *in_flight -= 1;
+        if *in_flight == 0 {
+            self.0.all_answered.notify_all();
+        }
+    }
 }
 
 /// Serves one request. Returns whether the connection may carry another one.
@@ -660,8 +709,7 @@ fn handle_request<R: BufRead + Send>(
     }
 }
 
-/// Adds a request to the log. Called before the last byte of the response goes out (or the
-/// connection is cut), so a client that has seen the response end finds its request logged.
+/// Adds a request to the log, once per request, before its connection may carry the next one.
 fn record(shared: &Shared, log: RequestLog) {
     lock(&shared.log).push(log);
 }
