@@ -11,6 +11,8 @@ mod dir_target;
 mod e2e_aws;
 #[path = "e2e/http_target.rs"]
 mod http_target;
+#[path = "e2e/https_connections.rs"]
+mod https_connections;
 #[path = "e2e/lambda_function.rs"]
 mod lambda_function;
 #[path = "e2e/settings_and_source.rs"]

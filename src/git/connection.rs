@@ -70,8 +70,11 @@ impl Endpoint {
         let deadline = self.deadline;
         let backend = http::reqwest::Options {
             configure_client: Some(Box::new(|builder| {
+                let tls = super::tls::client_config()
+                    .map_err(|message| gix::Error::from_error(std::io::Error::other(message)))?;
                 // The default 30 s would cut long transfers; the deadline below bounds every request instead.
                 Ok(builder
+                    .tls_backend_preconfigured(tls)
                     .timeout(None)
                     .connect_timeout(std::time::Duration::from_secs(20)))
             })),

@@ -9,6 +9,7 @@ mod error;
 pub mod pack_stream;
 mod pktline;
 pub mod receive_pack;
+mod tls;
 pub mod upload_pack;
 
 pub use connection::{Credentials, Endpoint};
