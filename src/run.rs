@@ -455,7 +455,7 @@ fn apply_plan(
             let pack = empty_pack();
             mirror.apply(&batch.commands, Some(&mut &pack[..]))?
         } else {
-            let fetched = source.fetch(&batch.wants, &batch.haves, mirror.accepts_ofs_delta())?;
+            let fetched = source.fetch(&batch.wants, &batch.haves, mirror.pack_form())?;
             let mut stream = PackStream::new(fetched);
             let outcome = mirror.apply(&batch.commands, Some(&mut stream));
             progress.bytes += stream.byte_count();

@@ -110,13 +110,13 @@ impl SourceConnection {
         Ok(out)
     }
 
-    /// Asks for a pack with everything reachable from `wants` that is not reachable from `haves`, and returns
-    /// it as a stream. `ofs_delta` only when the pack's receiver understands offset deltas.
+    /// Asks for a pack with everything reachable from `wants` that is not reachable from `haves`, in a
+    /// form the pack's receiver accepts, and returns it as a stream.
     pub fn fetch(
         &mut self,
         wants: &[ObjectId],
         haves: &[ObjectId],
-        ofs_delta: bool,
+        form: PackForm,
     ) -> Result<FetchedPack<'_>, GitError> {
         let url = self.url.clone();
         let fetch_error = |message: String| GitError::Fetch {
@@ -132,8 +132,11 @@ impl SourceConnection {
             features.push(("object-format", Some(format)));
         }
         let mut arguments: Vec<gix::bstr::BString> = vec!["no-progress".into()];
-        if ofs_delta {
+        if form.ofs_delta {
             arguments.push("ofs-delta".into());
+        }
+        if form.thin {
+            arguments.push("thin-pack".into());
         }
         arguments.extend(wants.iter().map(|oid| format!("want {oid}").into()));
         arguments.extend(haves.iter().map(|oid| format!("have {oid}").into()));
@@ -178,6 +181,16 @@ fn agent() -> (&'static str, Option<String>) {
         "agent",
         Some(concat!("repo-mirror/", env!("CARGO_PKG_VERSION")).to_owned()),
     )
+}
+
+/// What a pack may contain, as its receiver allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PackForm {
+    /// Deltas may name their base by its offset in the pack (smaller than by object id).
+    pub ofs_delta: bool,
+    /// Deltas may have bases the receiver has but the pack leaves out (a thin pack, as `git push`
+    /// sends): the receiver completes the pack from its own objects.
+    pub thin: bool,
 }
 
 /// The pack section of a fetch response, read as plain bytes.

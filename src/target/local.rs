@@ -11,6 +11,7 @@ use gix::refs::Target;
 
 use super::{Mirror, TargetError};
 use crate::git::receive_pack::PushOutcome;
+use crate::git::upload_pack::PackForm;
 use crate::plan::Command;
 use crate::refs::{ObjectId, RefMap, RefValue};
 
@@ -114,8 +115,12 @@ impl Mirror for LocalMirror {
         &self.refs
     }
 
-    fn accepts_ofs_delta(&self) -> bool {
-        true
+    fn pack_form(&self) -> PackForm {
+        // Not thin: the pack is indexed as it stands, with no bases looked up outside it.
+        PackForm {
+            ofs_delta: true,
+            thin: false,
+        }
     }
 
     fn is_ancestor(&self, old: ObjectId, new: ObjectId) -> Option<bool> {

@@ -190,8 +190,8 @@ mod tests {
 pub trait Mirror {
     /// Every ref the mirror holds (all namespaces), as read when it was opened or last re-read.
     fn refs(&self) -> &RefMap;
-    /// Whether packs for this mirror may use offset deltas.
-    fn accepts_ofs_delta(&self) -> bool;
+    /// What packs for this mirror may contain.
+    fn pack_form(&self) -> PackForm;
     /// Whether `old` is an ancestor of `new`, when the mirror's own objects can tell.
     fn is_ancestor(&self, _old: ObjectId, _new: ObjectId) -> Option<bool> {
         None
@@ -213,6 +213,7 @@ pub trait Mirror {
 use std::io::Read;
 
 use crate::git::receive_pack::PushOutcome;
+use crate::git::upload_pack::PackForm;
 use crate::plan::Command;
 use crate::refs::{ObjectId, RefMap};
 

@@ -5,6 +5,7 @@ use std::io::Read;
 
 use super::{Mirror, TargetError};
 use crate::git::receive_pack::{PushOutcome, TargetConnection};
+use crate::git::upload_pack::PackForm;
 use crate::git::Endpoint;
 use crate::plan::Command;
 use crate::refs::RefMap;
@@ -15,7 +16,7 @@ pub struct RemoteMirror {
     endpoint: Box<dyn Fn() -> Result<Endpoint, TargetError> + Send>,
     connection: Option<TargetConnection>,
     refs: RefMap,
-    ofs_delta: bool,
+    pack_form: PackForm,
 }
 
 impl RemoteMirror {
@@ -29,12 +30,16 @@ impl RemoteMirror {
     ) -> Result<Self, TargetError> {
         let connection = TargetConnection::open(&endpoint()?)?;
         let refs = connection.refs().clone();
-        let ofs_delta = connection.supports("ofs-delta");
+        // Like `git push`: thin packs unless the host says `no-thin` (receive-pack completes them).
+        let pack_form = PackForm {
+            ofs_delta: connection.supports("ofs-delta"),
+            thin: !connection.supports("no-thin"),
+        };
         Ok(RemoteMirror {
             endpoint,
             connection: Some(connection),
             refs,
-            ofs_delta,
+            pack_form,
         })
     }
 }
@@ -44,8 +49,8 @@ impl Mirror for RemoteMirror {
         &self.refs
     }
 
-    fn accepts_ofs_delta(&self) -> bool {
-        self.ofs_delta
+    fn pack_form(&self) -> PackForm {
+        self.pack_form
     }
 
     fn apply(

@@ -77,6 +77,55 @@ async fn a_url_template_target_is_mirrored_by_streamed_pushes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_small_change_to_a_big_file_is_pushed_as_a_thin_delta() {
+    let world = World::new().await;
+    let repo = world.source("whitehall");
+    // 256 KiB of text that does not compress to nothing: every line differs.
+    let lines: Vec<String> = (0..4096u64)
+        .map(|n| {
+            format!(
+                "{n:06} {:016x}{:016x}{:016x}\n",
+                n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                n ^ 0x5555,
+                n * n
+            )
+        })
+        .collect();
+    let mut content = lines.concat();
+    repo.commit("main", "big.txt", &content);
+    let target = world.target_repo("whitehall");
+    let url = world.url_target();
+    let out = world.run(&["run", "--json", "--target", &url], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    content.push_str("one more line\n");
+    repo.commit("main", "big.txt", &content);
+    world.target_server.clear_requests();
+    let out = world.run(&["run", "--json", "--target", &url], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_same_refs(&repo.bare, &target);
+    assert_fsck(&target);
+    let pushed: u64 = world
+        .target_server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("git-receive-pack"))
+        .map(|r| r.request_body_bytes)
+        .sum();
+    // The whole new blob would be about 100 KB compressed; as a delta against the target's copy it
+    // is a few dozen bytes (plus the commit, the tree and the ref update).
+    assert!(
+        pushed > 0 && pushed < 2_000,
+        "the push sent {pushed} bytes: not a thin pack"
+    );
+    let reported = out.repo("whitehall")["bytes"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        reported < pushed,
+        "the report counts the pack's {reported} bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_server_limit_on_ref_updates_is_respected_by_splitting_pushes() {
     let world = World::new().await;
     let repo = world.source("tags");

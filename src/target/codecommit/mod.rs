@@ -17,6 +17,7 @@ use tokio::runtime::Handle;
 use super::remote::RemoteMirror;
 use super::{Mirror, Opened, TargetError};
 use crate::git::receive_pack::PushOutcome;
+use crate::git::upload_pack::PackForm;
 use crate::git::{Endpoint, GitError};
 use crate::plan::Command;
 use crate::refs::{ObjectId, RefMap};
@@ -285,8 +286,8 @@ impl Mirror for CodeCommitMirror {
         self.remote.refs()
     }
 
-    fn accepts_ofs_delta(&self) -> bool {
-        self.remote.accepts_ofs_delta()
+    fn pack_form(&self) -> PackForm {
+        self.remote.pack_form()
     }
 
     fn is_ancestor(&self, old: ObjectId, new: ObjectId) -> Option<bool> {
