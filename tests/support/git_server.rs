@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 /// A custom credential check: (username, password, request) -> accept?
 pub type AuthCheck = Arc<dyn Fn(&str, &str, &RequestInfo) -> bool + Send + Sync>;
