@@ -68,10 +68,10 @@ impl Store {
         }
     }
 
-    /// Starts storing an object of `size` bytes.
+    /// Starts storing an object of `size` bytes (a size read from the pack: not to be trusted).
     pub(super) fn begin(&mut self, size: u64) -> Pending {
         match usize::try_from(size) {
-            Ok(capacity) if self.memory_used + size <= self.memory_budget => {
+            Ok(capacity) if self.memory_used.saturating_add(size) <= self.memory_budget => {
                 self.memory_used += size;
                 Pending::Memory {
                     data: Vec::with_capacity(capacity),

@@ -711,6 +711,24 @@ fn deltas_that_break_their_own_promises_are_refused() {
 }
 
 #[test]
+fn a_delta_promising_an_enormous_result_is_refused_without_reserving_it() {
+    // The result would be a base for the next delta, so it would be stored: its size is untrusted.
+    let mut enormous = vec![12];
+    enormous.extend_from_slice(&[0xff; 9]);
+    enormous.push(0x01);
+    enormous.extend_from_slice(b"\x01!");
+    let mut builder = PackBuilder::default();
+    let base = builder.blob(b"hello, world");
+    let middle = builder.ofs_delta(base, &enormous);
+    builder.ofs_delta(middle, &delta(1, 1, b"\x01!"));
+    let problem = delta_problem(&builder.finish());
+    assert!(
+        matches!(problem, DeltaProblem::TooShort { actual: 1, .. }),
+        "{problem}"
+    );
+}
+
+#[test]
 fn entries_that_lie_about_themselves_are_refused() {
     let mut builder = PackBuilder::default();
     builder.entry(5, 3, &[], b"abc");
@@ -777,4 +795,166 @@ fn a_ref_delta_against_an_absent_object_names_it() {
         "{err}"
     );
     assert!(err.to_string().contains(&absent.to_string()));
+}
+
+#[test]
+fn mutated_packs_never_panic_and_leave_nothing_behind() {
+    let fixture = story_fixture(6);
+    let packs = [
+        fixture.pack(&["--delta-base-offset"]),
+        fixture.pack(&[]),
+        pack_with_delta(&delta(12, 6, b"\x90\x05\x01!")),
+    ];
+    let dir = TempDir::new().expect("temp dir");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for pack in &packs {
+        let body = pack.len() - 20;
+        // Cut short at many lengths, and with up to three bits flipped under a matching trailer.
+        let step = 1 + pack.len() / 200;
+        let mut mutants: Vec<Vec<u8>> = (0..pack.len())
+            .step_by(step)
+            .map(|len| pack[..len].to_vec())
+            .collect();
+        for _ in 0..150 {
+            let mut mutant = pack.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = 12 + (next() as usize) % (body - 12);
+                mutant[at] ^= 1 << (next() % 8);
+            }
+            fix_trailer(&mut mutant);
+            mutants.push(mutant);
+        }
+        for mutant in mutants {
+            for budget in [DEFAULT_MEMORY_BUDGET, 0] {
+                let outcome = index_pack_with_budget(&mut &mutant[..], dir.path(), budget);
+                let left: Vec<_> = fs::read_dir(dir.path()).expect("dir").collect();
+                if outcome.is_err() {
+                    assert!(left.is_empty(), "a failure left files behind");
+                }
+                for file in left {
+                    fs::remove_file(file.expect("entry").path()).expect("clean up");
+                }
+            }
+        }
+    }
+}
+
+// Memory.
+
+/// Writes `len` incompressible bytes to `path` in small chunks, so that making the fixture does
+/// not raise this process's peak memory.
+fn write_random_file(path: &Path, len: usize, seed: u64) {
+    let mut file = std::io::BufWriter::new(fs::File::create(path).expect("fixture file"));
+    let mut state = seed | 1;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let take = left.min(chunk.len());
+        for byte in &mut chunk[..take] {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = (state >> 24) as u8;
+        }
+        file.write_all(&chunk[..take]).expect("fixture file");
+        left -= take;
+    }
+    file.flush().expect("fixture file");
+}
+
+/// This process's peak resident set size so far, in KiB (Linux's unit for `ru_maxrss`).
+fn peak_rss_kib() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
+        usage.assume_init()
+    };
+    usage.ru_maxrss
+}
+
+/// Not a test but a measurement: indexes a ~320 MB pack of 20 MB random blobs (one of them also
+/// stored as a delta against another) and prints the peak RSS. Run the test binary itself, not
+/// through `cargo test`: Linux carries a parent's peak RSS over fork and exec, so under cargo it
+/// reports cargo's. `cargo test --lib --no-run` names the binary; then
+/// `target/debug/deps/repo_mirror-HASH peak_rss --ignored --nocapture`.
+#[test]
+#[ignore = "a slow measurement, not a test"]
+fn peak_rss_indexing_a_300_mb_pack() {
+    const BLOB: usize = 20 << 20;
+    let fixture = Fixture::new();
+    for blob in 0..15 {
+        write_random_file(
+            &fixture.path().join(format!("blob-{blob:02}.bin")),
+            BLOB,
+            2 * blob + 1,
+        );
+    }
+    fixture.commit("fifteen random blobs");
+    // A second version of one blob, a few bytes changed: stored as a 20 MB delta against the first.
+    let edited = fixture.path().join("blob-00.bin");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .open(&edited)
+        .expect("blob");
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(BLOB as u64 / 2)).expect("seek");
+    file.write_all(b"edited in the middle").expect("edit");
+    drop(file);
+    fixture.commit("one blob edited");
+
+    let pack_path = fixture.path().join("fixture.pack");
+    let status = git_command(
+        fixture.path(),
+        &[
+            "pack-objects",
+            "--revs",
+            "--all",
+            "--stdout",
+            "-q",
+            "--delta-base-offset",
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(fs::File::create(&pack_path).expect("pack file"))
+    .status()
+    .expect("git runs");
+    assert!(status.success());
+    let pack_len = fs::metadata(&pack_path).expect("pack").len();
+
+    let target = Target::new();
+    let before = peak_rss_kib();
+    let started = std::time::Instant::now();
+    let mut input = fs::File::open(&pack_path).expect("pack");
+    let indexed = index_pack(&mut input, &target.pack_dir())
+        .expect("indexes")
+        .expect("has objects");
+    let elapsed = started.elapsed();
+    let after = peak_rss_kib();
+    let index = fs::read(&indexed.index_path).expect("idx");
+    let reference = git(
+        target.dir.path(),
+        &[
+            "index-pack",
+            "-o",
+            "reference.idx",
+            &pack_path.to_string_lossy(),
+        ],
+    );
+    drop(reference);
+    assert!(index == fs::read(target.dir.path().join("reference.idx")).expect("idx"));
+    let longest = longest_chain(&target);
+    println!(
+        "pack {} MB, {} objects, longest delta chain {longest}, indexed in {elapsed:.1?}: \
+         peak RSS {} MB before indexing, {} MB after",
+        pack_len >> 20,
+        indexed.objects,
+        before / 1024,
+        after / 1024,
+    );
 }
