@@ -10,8 +10,9 @@
 //! ([`idx`]) is written, and pack and index are renamed to `pack-<checksum>.pack`/`.idx`, pack first,
 //! so that no reader ever sees an index without its pack.
 //!
-//! Memory is bounded by a few fixed buffers, the per-entry table (about 80 bytes an object), and the
-//! memory budget for delta bases; it does not grow with the size of the pack or of its objects.
+//! Memory is bounded by a few fixed buffers, the memory budget for delta bases, and what every index
+//! needs per object (offset, CRC32, id, delta links: under 200 bytes an object at the peak, as with
+//! git). It does not grow with the size of the pack, of its objects or of their delta chains.
 //! Any failure removes the temporary files, leaving the repository as it was.
 
 mod delta;
