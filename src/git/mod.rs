@@ -3,9 +3,13 @@
 //! straight into the target's `git-receive-pack` request, and the target's report-status.
 //!
 //! gix has no push; everything push-side is written here on gix-transport's generic request API.
+//!
+//! Packs themselves: [`pack_stream`] checks a pack in flight, [`index_pack`] indexes one into a local
+//! repository.
 
 mod connection;
 mod error;
+pub mod index_pack;
 pub mod pack_stream;
 mod pktline;
 pub mod receive_pack;

@@ -1,15 +1,16 @@
 //! The `dir:PATH` target: bare repositories `PATH/NAME.git` written with gix and no git binary. The
-//! forwarded pack is indexed straight into `objects/pack` and the ref edits are applied in one gix ref
+//! forwarded pack is indexed straight into `objects/pack`, in bounded memory, by
+//! [`crate::git::index_pack`], and the ref edits are applied in one gix ref
 //! transaction, each checked against the value the plan saw.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::Target;
 
 use super::{Mirror, TargetError};
+use crate::git::index_pack::index_pack;
 use crate::git::receive_pack::PushOutcome;
 use crate::git::upload_pack::PackForm;
 use crate::plan::Command;
@@ -85,27 +86,17 @@ impl LocalMirror {
         Ok(refs)
     }
 
+    /// Stores the pack, indexed, in `objects/pack` (in bounded memory, see
+    /// [`crate::git::index_pack`]), then reads `pack` to its end.
     fn index_pack(&self, pack: &mut dyn Read) -> Result<(), TargetError> {
         let pack_dir = self.repo.objects.store_ref().path().join("pack");
         std::fs::create_dir_all(&pack_dir).map_err(|err| local_error(&pack_dir, err))?;
-        let mut reader = BufReader::with_capacity(64 * 1024, pack);
-        let options = gix::odb::pack::bundle::write::Options {
-            thread_limit: Some(1),
-            ..Default::default()
-        };
-        gix::odb::pack::Bundle::write_to_directory(
-            &mut reader,
-            Some(&pack_dir),
-            &mut gix::progress::Discard,
-            &AtomicBool::new(false),
-            None::<gix::objs::find::Never>,
-            gix::hash::Kind::Sha1,
-            options,
-        )
-        .map_err(|err| local_error(&self.path, format!("the pack could not be indexed: {err}")))?;
+        index_pack(pack, &pack_dir).map_err(|err| {
+            local_error(&self.path, format!("the pack could not be indexed: {err}"))
+        })?;
         // Reading to the end checks the trailer in the caller's pack stream and leaves the source's
         // response fully consumed for its next request.
-        io::copy(&mut reader, &mut io::sink()).map_err(|err| local_error(&self.path, err))?;
+        io::copy(pack, &mut io::sink()).map_err(|err| local_error(&self.path, err))?;
         Ok(())
     }
 }
