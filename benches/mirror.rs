@@ -33,6 +33,8 @@ mod git_server;
 #[path = "../tests/support/github_fake.rs"]
 #[allow(dead_code)]
 mod github_fake;
+#[path = "../tests/support/thread_server.rs"]
+mod thread_server;
 
 #[path = "mirror/measure.rs"]
 mod measure;

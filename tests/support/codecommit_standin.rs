@@ -59,15 +59,16 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
+
+use super::thread_server::{Stop, ThreadServer};
 
 const TARGET_PREFIX: &str = "CodeCommit_20150413.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -76,20 +77,15 @@ const DEFAULT_PAGE_SIZE: usize = 1000;
 
 /// The stand-in server. Dropping it stops it.
 pub struct CodeCommitStandIn {
-    addr: SocketAddr,
+    server: ThreadServer,
     shared: Arc<Shared>,
-    accept_thread: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     moto: SocketAddr,
     git_root: PathBuf,
-    stop: AtomicBool,
     state: Mutex<State>,
-    next_conn_id: AtomicU64,
     next_request_id: AtomicU64,
-    conns: Mutex<HashMap<u64, TcpStream>>,
-    conn_threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -165,37 +161,25 @@ impl CodeCommitStandIn {
         std::fs::create_dir_all(git_root.join("v1/repos"))
             .unwrap_or_else(|e| panic!("cannot create {}/v1/repos: {e}", git_root.display()));
         let git_root = git_root.canonicalize().expect("canonical git root");
-        let listener =
-            TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for the CodeCommit stand-in");
-        let addr = listener.local_addr().expect("stand-in address");
         let shared = Arc::new(Shared {
             moto,
             git_root,
-            stop: AtomicBool::new(false),
             state: Mutex::new(State {
                 page_size: DEFAULT_PAGE_SIZE,
                 ..State::default()
             }),
-            next_conn_id: AtomicU64::new(0),
             next_request_id: AtomicU64::new(1),
-            conns: Mutex::new(HashMap::new()),
-            conn_threads: Mutex::new(Vec::new()),
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = thread::Builder::new()
-            .name(format!("codecommit-standin-{}", addr.port()))
-            .spawn(move || accept_loop(listener, accept_shared))
-            .expect("spawn the stand-in's accept thread");
-        CodeCommitStandIn {
-            addr,
-            shared,
-            accept_thread: Some(accept_thread),
-        }
+        let serving = Arc::clone(&shared);
+        let server = ThreadServer::start("CodeCommit stand-in", move |stream, stop| {
+            serve_connection(stream, &serving, stop)
+        });
+        CodeCommitStandIn { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// `[("AWS_ENDPOINT_URL_CODECOMMIT", endpoint)]`, to add to the product's environment.
@@ -326,23 +310,6 @@ impl CodeCommitStandIn {
             String::from_utf8_lossy(&reply.body)
         );
         self.repo_path(name)
-    }
-}
-
-impl Drop for CodeCommitStandIn {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
-        }
-        for stream in lock(&self.shared.conns).values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        let threads: Vec<JoinHandle<()>> = lock(&self.shared.conn_threads).drain(..).collect();
-        for t in threads {
-            let _ = t.join();
-        }
     }
 }
 
@@ -1181,41 +1148,14 @@ impl Request {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = conn else { continue };
-        let id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
-        let Ok(clone) = stream.try_clone() else {
-            continue;
-        };
-        lock(&shared.conns).insert(id, clone);
-        let conn_shared = Arc::clone(&shared);
-        let spawned = thread::Builder::new()
-            .name(format!("codecommit-standin-conn-{id}"))
-            .spawn(move || {
-                serve_connection(stream, &conn_shared);
-                lock(&conn_shared.conns).remove(&id);
-            });
-        match spawned {
-            Ok(handle) => lock(&shared.conn_threads).push(handle),
-            Err(_) => {
-                lock(&shared.conns).remove(&id);
-            }
-        }
-    }
-}
-
-fn serve_connection(stream: TcpStream, shared: &Shared) {
+fn serve_connection(stream: TcpStream, shared: &Shared, stop: &Stop) {
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(stream);
     loop {
-        if shared.stop.load(Ordering::SeqCst) {
+        if stop.requested() {
             break;
         }
         let req = match read_request(&mut reader, &mut writer) {

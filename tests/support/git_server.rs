@@ -18,15 +18,15 @@
 //!   ([`GitServer::requests`]).
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
+
+use super::thread_server::{Stop, ThreadServer};
 
 /// A custom credential check: (username, password, request) -> accept?
 pub type AuthCheck = Arc<dyn Fn(&str, &str, &RequestInfo) -> bool + Send + Sync>;
@@ -103,16 +103,14 @@ pub enum RefLimitRefusal {
 /// The server. Dropping it stops accepting, shuts every open connection down and waits for
 /// the connection threads to end.
 pub struct GitServer {
-    addr: SocketAddr,
+    server: ThreadServer,
     shared: Arc<Shared>,
-    accept_thread: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     root: PathBuf,
     auth: Auth,
     http_backend: PathBuf,
-    stop: AtomicBool,
     cut_next_upload_pack: Mutex<Option<u64>>,
     max_ref_updates: Mutex<Option<usize>>,
     /// How many more ref advertisements (`GET …/info/refs`) answer 404, as for a repository that
@@ -125,10 +123,6 @@ struct Shared {
     /// terminator follows), so [`GitServer::requests`] waits for this to reach zero.
     in_flight: Mutex<usize>,
     all_answered: Condvar,
-    next_conn_id: AtomicU64,
-    /// Open connections (a clone of each socket), to shut them down when the server stops.
-    conns: Mutex<HashMap<u64, TcpStream>>,
-    conn_threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Locks a mutex, going on with the data even if a thread panicked while holding it.
@@ -143,16 +137,10 @@ impl GitServer {
         let root = root
             .canonicalize()
             .unwrap_or_else(|e| panic!("git server root {} is not usable: {e}", root.display()));
-        let listener =
-            TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for the git server");
-        let addr = listener
-            .local_addr()
-            .expect("local address of the git server's listener");
         let shared = Arc::new(Shared {
             root,
             auth,
             http_backend: find_http_backend(),
-            stop: AtomicBool::new(false),
             cut_next_upload_pack: Mutex::new(None),
             max_ref_updates: Mutex::new(None),
             not_found_next: Mutex::new(0),
@@ -160,25 +148,17 @@ impl GitServer {
             log: Mutex::new(Vec::new()),
             in_flight: Mutex::new(0),
             all_answered: Condvar::new(),
-            next_conn_id: AtomicU64::new(0),
-            conns: Mutex::new(HashMap::new()),
-            conn_threads: Mutex::new(Vec::new()),
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = thread::Builder::new()
-            .name(format!("git-server-accept-{}", addr.port()))
-            .spawn(move || accept_loop(listener, accept_shared))
-            .expect("spawn the git server's accept thread");
-        GitServer {
-            addr,
-            shared,
-            accept_thread: Some(accept_thread),
-        }
+        let serving = Arc::clone(&shared);
+        let server = ThreadServer::start("git server", move |stream, stop| {
+            serve_connection(stream, &serving, stop)
+        });
+        GitServer { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// `base_url() + "/" + path` (a leading `/` of `path` is not doubled).
@@ -193,13 +173,13 @@ impl GitServer {
             "http://{}:{}@{}/{}",
             percent_encode(user),
             percent_encode(password),
-            self.addr,
+            self.server.addr(),
             path.trim_start_matches('/')
         )
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The served root directory (canonicalised).
@@ -263,26 +243,6 @@ impl GitServer {
     }
 }
 
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop up; it sees the stop flag and ends.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
-        }
-        // No new connection can appear now. Shutting the sockets down makes every blocked read
-        // or write of a connection thread fail, so the threads (and their CGI children) end.
-        for stream in lock(&self.shared.conns).values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        let threads: Vec<JoinHandle<()>> = lock(&self.shared.conn_threads).drain(..).collect();
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-}
-
 /// `$(git --exec-path)/git-http-backend`, or `git` itself (run as `git http-backend`) if that
 /// file is missing.
 fn find_http_backend() -> PathBuf {
@@ -296,38 +256,6 @@ fn find_http_backend() -> PathBuf {
         candidate
     } else {
         PathBuf::from("git")
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let stream = match conn {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        let id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
-        match stream.try_clone() {
-            Ok(clone) => {
-                lock(&shared.conns).insert(id, clone);
-            }
-            Err(_) => continue,
-        }
-        let conn_shared = Arc::clone(&shared);
-        let spawned = thread::Builder::new()
-            .name(format!("git-server-conn-{id}"))
-            .spawn(move || {
-                serve_connection(stream, &conn_shared);
-                lock(&conn_shared.conns).remove(&id);
-            });
-        match spawned {
-            Ok(handle) => lock(&shared.conn_threads).push(handle),
-            Err(_) => {
-                lock(&shared.conns).remove(&id);
-            }
-        }
     }
 }
 
@@ -609,7 +537,7 @@ impl<R: BufRead> Read for Body<'_, R> {
 // ---------------------------------------------------------------------------------------------
 // Connections
 
-fn serve_connection(stream: TcpStream, shared: &Shared) {
+fn serve_connection(stream: TcpStream, shared: &Shared, stop: &Stop) {
     let _ = stream.set_nodelay(true);
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
@@ -617,7 +545,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     };
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     loop {
-        if shared.stop.load(Ordering::SeqCst) {
+        if stop.requested() {
             break;
         }
         let req = match read_request(&mut reader) {

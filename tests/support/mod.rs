@@ -8,6 +8,7 @@ pub mod github_fake;
 pub mod lambda;
 pub mod moto;
 pub mod sigv4_check;
+pub mod thread_server;
 pub mod tls_front;
 
 use std::path::{Path, PathBuf};
