@@ -102,19 +102,87 @@ impl Batch {
     }
 }
 
+/// A backup this run makes (`MIRROR_DIVERGED=backup`) before it forces `of`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// The backup ref, `refs/mirror-backup/<stamp>/…`.
+    pub name: String,
+    /// The ref whose old value it keeps.
+    pub of: String,
+    /// That old value.
+    pub value: ObjectId,
+}
+
 /// The outcome of planning one repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Every reported change, ordered by ref name.
     pub changes: Vec<RefChange>,
-    /// The pushes that apply them, in order.
+    /// The pushes that create this run's backups. They go first, and a forced update whose backup the
+    /// target has not confirmed never goes at all: see [`Plan::withhold_unbacked`].
+    pub backup_batches: Vec<Batch>,
+    /// Every backup in `backup_batches`, with the ref it keeps.
+    pub backups: Vec<Backup>,
+    /// The pushes that apply the changes, in order, once the backups are confirmed.
     pub batches: Vec<Batch>,
 }
 
 impl Plan {
     /// No ref would move.
     pub fn is_up_to_date(&self) -> bool {
-        self.batches.is_empty()
+        self.backup_batches.is_empty() && self.batches.is_empty()
+    }
+
+    /// Every push, backups first.
+    pub fn all_batches(&self) -> impl Iterator<Item = &Batch> {
+        self.backup_batches.iter().chain(&self.batches)
+    }
+
+    /// Once the backup pushes are done: every forced update whose backup `target` (the target's refs as
+    /// read after those pushes) does not hold is withheld — reported `keep` with the target's reason from
+    /// `refused` (backup ref → reason) — and the remaining commands are formed into batches again
+    /// against `target`. No old value is overwritten unless its backup is known to exist.
+    pub fn withhold_unbacked(
+        &mut self,
+        target: &RefMap,
+        refused: &[(String, String)],
+        max_refs_per_push: usize,
+    ) {
+        let mut withheld = HashMap::new();
+        for backup in &self.backups {
+            if target.get(&backup.name).map(|v| v.oid) == Some(backup.value) {
+                continue;
+            }
+            let why = refused
+                .iter()
+                .find(|(name, _)| *name == backup.name)
+                .map(|(_, why)| format!("the target refused it: {why}"))
+                .unwrap_or_else(|| "the target does not show it after the push".into());
+            withheld.insert(
+                backup.of.clone(),
+                format!(
+                    "diverged, and its backup {} could not be made ({why}): not overwritten",
+                    backup.name
+                ),
+            );
+        }
+        if withheld.is_empty() {
+            return;
+        }
+        for change in &mut self.changes {
+            if let Some(why) = withheld.get(&change.name) {
+                change.kind = ChangeKind::Keep;
+                change.reason = Some(why.clone());
+            }
+        }
+        let remaining: Vec<Command> = self
+            .batches
+            .iter()
+            .flat_map(|b| &b.commands)
+            .filter(|c| !withheld.contains_key(&c.name))
+            .cloned()
+            .collect();
+        self.batches = into_batches(remaining, target, max_refs_per_push.max(1));
     }
 
     /// The final value of every mirrored target ref once all batches landed, to check the target against.
@@ -123,7 +191,7 @@ impl Plan {
             .iter()
             .map(|(name, value)| (name.clone(), Some(value.oid)))
             .collect();
-        for command in self.batches.iter().flat_map(|b| &b.commands) {
+        for command in self.all_batches().flat_map(|b| &b.commands) {
             expected.insert(
                 command.name.clone(),
                 (!command.new.is_null()).then_some(command.new),
@@ -169,7 +237,7 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
         }
         return Plan {
             changes,
-            batches: Vec::new(),
+            ..Plan::default()
         };
     }
 
@@ -244,10 +312,10 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
                         "diverged: {why}; the old value is kept at {backup}"
                     )),
                 ));
-                backups.push(Command {
+                backups.push(Backup {
                     name: backup,
-                    old: null(),
-                    new: old,
+                    of: name.clone(),
+                    value: old,
                 });
             }
         }
@@ -287,8 +355,7 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
     }
 
     changes.sort_by(|a, b| a.name.cmp(&b.name));
-    // Backups first (the old value is safe before it is overwritten), then deletions (frees names for
-    // creations like `a` → `a/b`), then branches, then tags.
+    // Deletions first (frees names for creations like `a` → `a/b`), then branches, then tags.
     commands.sort_by_key(|c| {
         (
             c.is_delete() as u8 ^ 1,
@@ -296,9 +363,23 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
             c.name.clone(),
         )
     });
-    backups.extend(commands);
-    let batches = into_batches(backups, target, policy.max_refs_per_push.max(1));
-    Plan { changes, batches }
+    let max_per_push = policy.max_refs_per_push.max(1);
+    // Backups travel in pushes of their own, before anything else: they name objects the target has,
+    // so they need no pack, and they must be confirmed before the refs they keep are forced.
+    let backup_commands: Vec<Command> = backups
+        .iter()
+        .map(|b| Command {
+            name: b.name.clone(),
+            old: null(),
+            new: b.value,
+        })
+        .collect();
+    Plan {
+        changes,
+        backup_batches: into_batches(backup_commands, target, max_per_push),
+        backups,
+        batches: into_batches(commands, target, max_per_push),
+    }
 }
 
 fn null() -> ObjectId {

@@ -33,8 +33,7 @@ fn kinds(plan: &Plan) -> Vec<(&str, ChangeKind)> {
 }
 
 fn commands(plan: &Plan) -> Vec<(String, ObjectId, ObjectId)> {
-    plan.batches
-        .iter()
+    plan.all_batches()
         .flat_map(|b| &b.commands)
         .map(|c| (c.name.clone(), c.old, c.new))
         .collect()
@@ -125,17 +124,86 @@ fn diverged_branch_under_each_policy() {
             ],
             "the backup is written before the overwrite"
         );
+        assert_eq!(backup.backup_batches.len(), 1);
+        assert_eq!(
+            backup.backup_batches[0].commands[0].name,
+            "refs/mirror-backup/20261121T100000Z/heads/main",
+            "the backup travels in a push of its own, before the forced update"
+        );
+        assert!(
+            backup.backup_batches[0].wants.is_empty(),
+            "the backup needs no objects"
+        );
         assert!(backup.changes[0]
             .reason
             .as_deref()
             .unwrap()
             .contains("refs/mirror-backup/"));
-        assert_eq!(
-            backup.batches[0].wants,
-            vec![oid(2)],
-            "the backup needs no objects"
-        );
+        assert_eq!(backup.batches[0].wants, vec![oid(2)]);
     }
+}
+
+#[test]
+fn a_forced_update_waits_for_its_backup_to_be_confirmed() {
+    let source = refs(&[("refs/heads/main", 2), ("refs/heads/other", 5)]);
+    let target = refs(&[("refs/heads/main", 1), ("refs/heads/other", 4)]);
+    let mut p = policy();
+    p.diverged = DivergedPolicy::Backup;
+    p.max_refs_per_push = 1;
+    let planned = plan(&source, &target, &Ancestry::new(), &p);
+    assert_eq!(planned.backup_batches.len(), 2);
+    let main_backup = "refs/mirror-backup/20261121T100000Z/heads/main";
+    let other_backup = "refs/mirror-backup/20261121T100000Z/heads/other";
+
+    // The target took the backup of `other` but refused the one of `main`.
+    let mut after = target.clone();
+    after.insert(other_backup.into(), RefValue::direct(oid(4)));
+    let mut confirmed = planned.clone();
+    confirmed.withhold_unbacked(
+        &after,
+        &[(main_backup.into(), "pre-receive hook declined".into())],
+        1,
+    );
+    assert_eq!(
+        kinds(&confirmed),
+        vec![
+            ("refs/heads/main", ChangeKind::Keep),
+            ("refs/heads/other", ChangeKind::Force)
+        ]
+    );
+    let reason = confirmed.changes[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("pre-receive hook declined") && reason.contains(main_backup),
+        "{reason}"
+    );
+    let forced: Vec<_> = confirmed
+        .batches
+        .iter()
+        .flat_map(|b| &b.commands)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(forced, vec!["refs/heads/other"]);
+
+    // A backup that was "accepted" but is not on the target is not trusted either.
+    let mut silent = planned.clone();
+    let mut half = target.clone();
+    half.insert(other_backup.into(), RefValue::direct(oid(9)));
+    silent.withhold_unbacked(&half, &[], 1);
+    assert!(silent.batches.is_empty(), "{:?}", silent.batches);
+    assert!(silent
+        .changes
+        .iter()
+        .all(|c| c.kind == ChangeKind::Keep
+            && c.reason.as_deref().unwrap().contains("does not show it")));
+
+    // All confirmed: nothing changes.
+    let mut all = target.clone();
+    all.insert(main_backup.into(), RefValue::direct(oid(1)));
+    all.insert(other_backup.into(), RefValue::direct(oid(4)));
+    let mut fine = planned.clone();
+    fine.withhold_unbacked(&all, &[], 1);
+    assert_eq!(fine.batches, planned.batches);
+    assert_eq!(fine.changes, planned.changes);
 }
 
 #[test]
@@ -361,4 +429,166 @@ fn expected_target_applies_every_batch() {
     let expected = plan.expected_target(&target);
     assert_eq!(expected["refs/heads/main"], Some(oid(2)));
     assert_eq!(expected["refs/heads/gone"], None);
+}
+
+/// Properties that hold for every plan, over random refs on both sides, random ancestry answers and
+/// random policies.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 8] = [
+        "refs/heads/main",
+        "refs/heads/dev",
+        "refs/heads/security/fix",
+        "refs/heads/a/b",
+        "refs/tags/v1",
+        "refs/tags/v2",
+        "refs/mirror-backup/old/heads/main",
+        "refs/pull/1/head",
+    ];
+
+    fn ref_map() -> impl Strategy<Value = RefMap> {
+        proptest::collection::btree_map(
+            proptest::sample::select(&NAMES[..]).prop_map(str::to_owned),
+            (1u8..7).prop_map(|n| RefValue::direct(oid(n))),
+            0..NAMES.len(),
+        )
+        .prop_map(|m| m.into_iter().collect())
+    }
+
+    fn policy_strategy() -> impl Strategy<Value = Policy> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![
+                Just(DivergedPolicy::Overwrite),
+                Just(DivergedPolicy::Keep),
+                Just(DivergedPolicy::Backup)
+            ],
+            1usize..5,
+        )
+            .prop_map(|(prune, protect, diverged, max)| Policy {
+                prune,
+                protected: if protect {
+                    vec![RefGlob::new("refs/heads/security/*")]
+                } else {
+                    vec![]
+                },
+                diverged,
+                max_refs_per_push: max,
+                refuses_40_hex_branch_names: false,
+                backup_stamp: "20261201T070000Z".into(),
+            })
+    }
+
+    fn ancestry_strategy() -> impl Strategy<Value = Ancestry> {
+        proptest::collection::hash_map((1u8..7, 1u8..7), any::<bool>(), 0..20).prop_map(|m| {
+            m.into_iter()
+                .map(|((a, b), answer)| ((oid(a), oid(b)), answer))
+                .collect()
+        })
+    }
+
+    fn all_commands(plan: &Plan) -> Vec<&Command> {
+        plan.all_batches().flat_map(|b| &b.commands).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn an_empty_source_never_changes_anything(target in ref_map(), policy in policy_strategy()) {
+            let plan = plan(&RefMap::new(), &target, &Ancestry::new(), &policy);
+            prop_assert!(plan.is_up_to_date());
+            prop_assert!(plan.changes.iter().all(|c| c.kind == ChangeKind::Keep));
+        }
+
+        #[test]
+        fn protected_and_foreign_refs_are_never_in_any_command(
+            source in ref_map(), target in ref_map(), ancestry in ancestry_strategy(),
+            policy in policy_strategy(),
+        ) {
+            let plan = plan(&source, &target, &ancestry, &policy);
+            for command in all_commands(&plan) {
+                prop_assert!(
+                    !policy.protected.iter().any(|g| g.matches(&command.name)),
+                    "protected {} in a command", command.name
+                );
+                let is_backup = command.name.starts_with(BACKUP_NAMESPACE);
+                prop_assert!(refs::is_mirrored(&command.name) || is_backup, "{}", command.name);
+                if is_backup {
+                    prop_assert!(!target.contains_key(&command.name), "an old backup is touched");
+                }
+            }
+        }
+
+        #[test]
+        fn every_forced_branch_under_backup_has_its_backup_confirmed_first(
+            source in ref_map(), target in ref_map(), ancestry in ancestry_strategy(),
+            policy in policy_strategy(), confirmed in proptest::collection::vec(any::<bool>(), 8),
+        ) {
+            let mut plan = plan(&source, &target, &ancestry, &policy);
+            // A non-fast-forward command in the plan (old not null, not known to be an ancestor).
+            let forced = |c: &Command| {
+                !c.old.is_null()
+                    && !c.is_delete()
+                    && refs::is_mirrored(&c.name)
+                    && (c.name.starts_with(TAGS) || ancestry.get(&(c.old, c.new)) != Some(&true))
+            };
+            if policy.diverged == DivergedPolicy::Backup {
+                for command in plan.batches.iter().flat_map(|b| &b.commands).filter(|c| forced(c)) {
+                    let backup = plan.backups.iter().find(|b| b.of == command.name);
+                    prop_assert!(backup.is_some(), "{} forced without a backup", command.name);
+                    let backup = backup.unwrap();
+                    prop_assert_eq!(backup.value, command.old);
+                    prop_assert!(plan.backup_batches.iter().flat_map(|b| &b.commands)
+                        .any(|c| c.name == backup.name && c.new == command.old));
+                }
+            } else {
+                prop_assert!(plan.backup_batches.is_empty());
+            }
+            // The target confirms some backups and not others: only confirmed ones let their ref be forced.
+            let mut after = target.clone();
+            for (backup, ok) in plan.backups.iter().zip(confirmed.iter().cycle()) {
+                if *ok {
+                    after.insert(backup.name.clone(), RefValue::direct(backup.value));
+                }
+            }
+            let backups = plan.backups.clone();
+            plan.withhold_unbacked(&after, &[], policy.max_refs_per_push);
+            for command in plan.batches.iter().flat_map(|b| &b.commands) {
+                if let Some(backup) = backups.iter().find(|b| b.of == command.name) {
+                    prop_assert_eq!(after.get(&backup.name).map(|v| v.oid), Some(backup.value));
+                }
+            }
+            for backup in &backups {
+                if after.get(&backup.name).is_none() {
+                    let change = plan.changes.iter().find(|c| c.name == backup.of);
+                    prop_assert_eq!(change.map(|c| c.kind), Some(ChangeKind::Keep));
+                }
+            }
+        }
+
+        #[test]
+        fn wants_haves_and_batch_sizes_hold(
+            source in ref_map(), target in ref_map(), ancestry in ancestry_strategy(),
+            policy in policy_strategy(),
+        ) {
+            let plan = plan(&source, &target, &ancestry, &policy);
+            let source_values: BTreeSet<ObjectId> = source.values().map(|v| v.oid).collect();
+            let mut known: BTreeSet<ObjectId> = target.values().map(|v| v.oid).collect();
+            for batch in plan.all_batches() {
+                prop_assert!(batch.commands.len() <= policy.max_refs_per_push);
+                prop_assert!(!batch.commands.is_empty());
+                for want in &batch.wants {
+                    prop_assert!(source_values.contains(want), "want {} is no source value", want);
+                }
+                for have in &batch.haves {
+                    prop_assert!(known.contains(have), "have {} is neither a target value nor an earlier tip", have);
+                }
+                known.extend(batch.commands.iter().filter(|c| !c.is_delete()).map(|c| c.new));
+            }
+        }
+    }
 }
