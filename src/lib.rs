@@ -7,6 +7,7 @@
 //! transfer → verify → outcome → report → log, metrics, return value. [`run::run`] is one whole run; the
 //! command line (`main.rs`) and the Lambda handler are thin shells around it.
 
+pub mod adoption;
 pub mod cli;
 pub mod git;
 pub mod job;

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use crate::git::pack_stream::{empty_pack, PackStream};
 use crate::git::upload_pack::SourceConnection;
 use crate::git::{Endpoint, GitError};
-use crate::plan::{self, Ancestry, Plan, Policy};
+use crate::plan::{self, Ancestry, Batch, Plan, Policy};
 use crate::report::{RefReport, RepoReport, RepoStatus, RunReport};
 use crate::settings::Settings;
 use crate::source::{self, GitHub, SourceRepo};
@@ -57,8 +57,20 @@ pub enum RepoError {
     UnverifiedPack { bytes: u64 },
     #[error("{0}")]
     NotSelected(String),
+    #[error(transparent)]
+    NotAdopted(#[from] crate::adoption::AdoptionError),
+    #[error("the refs are mirrored, but keeping the repository's details in step failed: {}", join_errors(.0))]
+    Bookkeeping(Vec<TargetError>),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn join_errors(errors: &[TargetError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Everything a repository's task needs, shared by all of them.
@@ -375,6 +387,25 @@ fn mirror_repository_inner(
         .map(|m| m.refs().clone())
         .unwrap_or_default();
 
+    // The adoption guard, before anything is planned or written: a target that holds branches or tags
+    // is mirrored into only if it records this source (or MIRROR_ADOPT says to take it over).
+    let source_url = crate::adoption::source_url(&repo.clone_url);
+    let record_needed = match mirror.as_mut() {
+        Some(mirror) => {
+            let has_refs = mirror
+                .refs()
+                .keys()
+                .any(|name| crate::refs::is_mirrored(name));
+            crate::adoption::judge(
+                has_refs,
+                || mirror.source_record(),
+                &source_url,
+                context.settings.adopt,
+            )? == crate::adoption::Verdict::MirrorAndRecord
+        }
+        None => false,
+    };
+
     let mut ancestry = Ancestry::new();
     for (old, new) in plan::ancestry_questions(&source_refs.refs, &target_refs) {
         let local = mirror.as_ref().and_then(|m| m.is_ancestor(old, new));
@@ -396,7 +427,7 @@ fn mirror_repository_inner(
         refuses_40_hex_branch_names: context.targets.refuses_40_hex_branch_names(),
         backup_stamp: context.backup_stamp.clone(),
     };
-    let plan = plan::plan(&source_refs.refs, &target_refs, &ancestry, &policy);
+    let mut plan = plan::plan(&source_refs.refs, &target_refs, &ancestry, &policy);
     progress.changes = plan.changes.clone();
 
     let mirror_present = mirror.is_some();
@@ -409,26 +440,59 @@ fn mirror_repository_inner(
         });
     };
 
-    let rejected = apply_plan(&plan, &mut source, mirror.as_mut(), progress)?;
+    // The record goes first, so that a run cut short still leaves a mirror the next run recognises;
+    // failing to write it is reported with the bookkeeping and does not stop the refs.
+    let mut bookkeeping = Vec::new();
+    if record_needed {
+        bookkeeping.extend(mirror.write_source_record(&source_url).err());
+    }
+
+    // Refs first.
+    let mut rejected = Vec::new();
+    if !plan.backup_batches.is_empty() {
+        // Backups go first, on their own, and are confirmed on the target before any ref they keep is
+        // forced: a forced update whose backup is not there is withheld.
+        let refused = apply_batches(&plan.backup_batches, &mut source, mirror.as_mut(), progress)?;
+        let after = mirror.reread_refs()?.clone();
+        plan.withhold_unbacked(&after, &refused, policy.max_refs_per_push);
+        progress.changes = plan.changes.clone();
+        rejected.extend(refused);
+    }
+    rejected.extend(apply_batches(
+        &plan.batches,
+        &mut source,
+        mirror.as_mut(),
+        progress,
+    )?);
     verify(&plan, mirror.as_mut(), &rejected)?;
+
+    // Then the bookkeeping: a failure here is reported, but never keeps the refs from being mirrored.
     let default_branch = source_refs.head.clone().or_else(|| {
         repo.default_branch
             .as_ref()
             .map(|b| format!("refs/heads/{b}"))
     });
     if let Some(branch) = default_branch {
-        mirror.set_head(&branch)?;
+        bookkeeping.extend(mirror.set_head(&branch).err());
     }
+    bookkeeping.extend(mirror.keep_description(repo.description.as_deref()).err());
+
     if !rejected.is_empty() {
-        let details = rejected
+        let mut details = rejected
             .iter()
             .map(|(name, why)| format!("{name}: {why}"))
             .collect::<Vec<_>>()
             .join("; ");
+        if !bookkeeping.is_empty() {
+            details.push_str(&format!("; and {}", join_errors(&bookkeeping)));
+        }
         return Err(RepoError::Refused {
             count: rejected.len(),
             details,
         });
+    }
+    if !bookkeeping.is_empty() {
+        return Err(RepoError::Bookkeeping(bookkeeping));
     }
     Ok(if progress.created {
         RepoStatus::Created
@@ -439,16 +503,16 @@ fn mirror_repository_inner(
     })
 }
 
-/// Applies every batch: fetch its pack from the source and stream it into the target. Returns the refs
-/// the target refused.
-fn apply_plan(
-    plan: &Plan,
+/// Applies `batches` in order: fetch each one's pack from the source and stream it into the target.
+/// Returns the refs the target refused.
+fn apply_batches(
+    batches: &[Batch],
     source: &mut SourceConnection,
     mirror: &mut dyn Mirror,
     progress: &mut Progress,
 ) -> Result<Vec<(String, String)>, RepoError> {
     let mut rejected = Vec::new();
-    for batch in &plan.batches {
+    for batch in batches {
         let outcome = if !batch.sends_pack() {
             mirror.apply(&batch.commands, None)?
         } else if batch.wants.is_empty() {
@@ -481,12 +545,12 @@ fn verify(
     mirror: &mut dyn Mirror,
     rejected: &[(String, String)],
 ) -> Result<(), RepoError> {
-    if plan.batches.is_empty() {
+    if plan.is_up_to_date() {
         return Ok(());
     }
     let actual = mirror.reread_refs()?;
     let mut mismatches = Vec::new();
-    for command in plan.batches.iter().flat_map(|b| &b.commands) {
+    for command in plan.all_batches().flat_map(|b| &b.commands) {
         if rejected.iter().any(|(name, _)| *name == command.name) {
             continue;
         }

@@ -61,6 +61,9 @@ pub struct SettingsArgs {
     /// Seconds after which the run starts no more repositories and reports the rest skipped (deadline); in Lambda, the invocation's own deadline also applies [default: none]
     #[arg(long, env = "MIRROR_TIME_LIMIT", value_name = "SECONDS")]
     pub time_limit: Option<String>,
+    /// Adopt target repositories that already have branches or tags but no record of mirroring this source (the record is written, then they are mirrored); without it they are left unchanged and reported failed [default: false]
+    #[arg(long, env = "MIRROR_ADOPT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub adopt: Option<String>,
     /// Preview: plan every repository, print what would change, change nothing [default: false]
     #[arg(long, env = "MIRROR_DRY_RUN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub dry_run: Option<String>,
@@ -88,6 +91,8 @@ pub struct Settings {
     /// `MIRROR_TIME_LIMIT`: how long the run may take.
     pub time_limit: Option<std::time::Duration>,
     pub dry_run: bool,
+    /// `MIRROR_ADOPT`: take over target repositories without a matching source record.
+    pub adopt: bool,
 }
 
 /// A setting that is missing or wrong; nothing was changed.
@@ -283,6 +288,7 @@ impl SettingsArgs {
             .transpose()?
             .map(|seconds| std::time::Duration::from_secs(seconds as u64));
         let dry_run = boolean("MIRROR_DRY_RUN (--dry-run)", given(&self.dry_run), false)?;
+        let adopt = boolean("MIRROR_ADOPT (--adopt)", given(&self.adopt), false)?;
         Ok(Settings {
             org,
             filter,
@@ -301,6 +307,7 @@ impl SettingsArgs {
             metrics_namespace,
             time_limit,
             dry_run,
+            adopt,
         })
     }
 }

@@ -54,6 +54,7 @@ impl Endpoint {
         let handshake_error = |message: String| super::GitError::Handshake {
             url: self.url.clone(),
             message,
+            status: None,
         };
         let url = gix::url::parse(gix::bstr::BStr::new(self.url.as_str()))
             .map_err(|err| handshake_error(describe(&err)))?;

@@ -39,11 +39,12 @@ impl TargetConnection {
         let handshake_error = |message: String| GitError::Handshake {
             url: url.clone(),
             message,
+            status: None,
         };
         let mut transport = endpoint.connect(Protocol::V1)?;
         let mut response = transport
             .handshake(Service::ReceivePack, &[])
-            .map_err(|err| handshake_error(describe(&err)))?;
+            .map_err(|err| GitError::handshake(&url, &err))?;
         let capabilities: Vec<String> = response
             .capabilities
             .iter()

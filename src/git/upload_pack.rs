@@ -37,10 +37,7 @@ impl SourceConnection {
         let (actual_protocol, capabilities) = {
             let response = transport
                 .handshake(Service::UploadPack, &[])
-                .map_err(|err| GitError::Handshake {
-                    url: url.clone(),
-                    message: describe(&err),
-                })?;
+                .map_err(|err| GitError::handshake(&url, &err))?;
             (response.actual_protocol, response.capabilities)
         };
         if actual_protocol != Protocol::V2 {

@@ -10,6 +10,7 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::Target;
 
 use super::{Mirror, TargetError};
+use crate::adoption::SourceRecord;
 use crate::git::index_pack::index_pack;
 use crate::git::receive_pack::PushOutcome;
 use crate::git::upload_pack::PackForm;
@@ -175,6 +176,14 @@ impl Mirror for LocalMirror {
     fn reread_refs(&mut self) -> Result<&RefMap, TargetError> {
         self.refs = self.read_refs()?;
         Ok(&self.refs)
+    }
+
+    fn source_record(&mut self) -> Result<SourceRecord, TargetError> {
+        super::local_record::read(&self.path)
+    }
+
+    fn write_source_record(&mut self, source_url: &str) -> Result<(), TargetError> {
+        super::local_record::write(&self.path, source_url)
     }
 
     fn set_head(&mut self, branch: &str) -> Result<(), TargetError> {

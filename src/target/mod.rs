@@ -4,6 +4,7 @@
 
 pub mod codecommit;
 pub mod local;
+pub mod local_record;
 pub mod remote;
 
 use std::path::PathBuf;
@@ -130,6 +131,12 @@ pub enum TargetError {
     Name(#[from] UnsafeName),
     #[error("{0}")]
     Api(String),
+    #[error("CodeCommit {operation} for {repository} failed: {detail}")]
+    CodeCommit {
+        operation: &'static str,
+        repository: String,
+        detail: String,
+    },
 }
 
 #[cfg(test)]
@@ -204,11 +211,25 @@ pub trait Mirror {
     ) -> Result<PushOutcome, TargetError>;
     /// Reads the refs again, to hold them against the plan.
     fn reread_refs(&mut self) -> Result<&RefMap, TargetError>;
-    /// Points the mirror's HEAD at `branch` where the target keeps HEAD in git (local mirrors).
+    /// Points the mirror's HEAD (or the host's default branch) at `branch`.
     fn set_head(&mut self, _branch: &str) -> Result<(), TargetError> {
         Ok(())
     }
+    /// What the mirror records about the source it mirrors (see [`crate::adoption`]).
+    fn source_record(&mut self) -> Result<SourceRecord, TargetError> {
+        Ok(SourceRecord::NotKept)
+    }
+    /// Records that the mirror mirrors `source_url`.
+    fn write_source_record(&mut self, _source_url: &str) -> Result<(), TargetError> {
+        Ok(())
+    }
+    /// Keeps what the host shows besides git (e.g. CodeCommit's description) in step with the source.
+    fn keep_description(&mut self, _description: Option<&str>) -> Result<(), TargetError> {
+        Ok(())
+    }
 }
+
+use crate::adoption::SourceRecord;
 
 use std::io::Read;
 

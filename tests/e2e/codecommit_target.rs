@@ -135,7 +135,9 @@ async fn repositories_are_created_mirrored_and_kept_in_step() {
         .map(|(action, _)| action)
         .collect();
     assert!(
-        calls.iter().all(|action| action == "GetRepository"),
+        calls
+            .iter()
+            .all(|action| action == "GetRepository" || action == "ListTagsForResource"),
         "read-only runs only read: {calls:?}"
     );
     let out = cc.run(&world, &["run", "--json"], &[]).await;
@@ -149,6 +151,146 @@ async fn repositories_are_created_mirrored_and_kept_in_step() {
         Some("Publishing app for GOV.UK")
     );
     assert_same_refs(&repo.bare, &mirror);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn existing_repositories_are_adopted_only_on_request_and_bookkeeping_never_blocks_the_refs() {
+    let cc = CodeCommit::standard();
+    let world = World::new().await;
+    let repo = world.source("whitehall");
+    repo.commit("main", "a.txt", "1");
+    let clone_url = world.source_server.url("whitehall.git");
+    // Another team's repository of the same name: a branch of its own, no record of any source.
+    let path = cc
+        .standin
+        .create_repository("whitehall", Some("their app"), &[]);
+    let theirs =
+        crate::support::fixtures::SourceRepo::create(&world.dir.path().join("theirs"), "x");
+    theirs.commit("main", "theirs.txt", "their work");
+    crate::support::fixtures::git(
+        &theirs.work,
+        &["push", "-q", "--mirror", path.to_str().expect("utf-8 path")],
+    );
+    let before = refs_of(&path);
+
+    cc.standin.clear_calls();
+    let out = cc.run(&world, &["run", "--json"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let error = out.repo("whitehall")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("MIRROR_ADOPT"), "{error}");
+    assert_eq!(refs_of(&path), before, "left unchanged");
+    let calls: Vec<String> = cc.standin.calls().into_iter().map(|(a, _)| a).collect();
+    assert!(
+        calls
+            .iter()
+            .all(|a| a == "GetRepository" || a == "ListTagsForResource"),
+        "nothing written: {calls:?}"
+    );
+    assert_eq!(
+        cc.standin.description("whitehall").as_deref(),
+        Some("their app")
+    );
+
+    // Its record cannot be read (a role without ListTagsForResource): it cannot be told apart from
+    // another team's, so it is left alone too.
+    cc.standin.fail_next(
+        "ListTagsForResource",
+        1,
+        "AccessDeniedException",
+        400,
+        "not authorized to perform: codecommit:ListTagsForResource",
+    );
+    let out = cc.run(&world, &["run", "--json"], &[]).await;
+    let error = out.repo("whitehall")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("ListTagsForResource") && error.contains("MIRROR_ADOPT"),
+        "{error}"
+    );
+    assert_eq!(refs_of(&path), before);
+
+    // Adopted on request. Writing the record fails, but the refs are mirrored all the same.
+    cc.standin.fail_next(
+        "TagResource",
+        1,
+        "AccessDeniedException",
+        400,
+        "not authorized to perform: codecommit:TagResource",
+    );
+    let out = cc.run(&world, &["run", "--json", "--adopt"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_same_refs(&repo.bare, &path);
+    let error = out.repo("whitehall")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("refs are mirrored") && error.contains("TagResource"),
+        "{error}"
+    );
+    let out = cc.run(&world, &["run", "--json", "--adopt"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        cc.standin.tags("whitehall").get("repo-mirror:source"),
+        Some(&clone_url)
+    );
+    assert_eq!(
+        cc.standin.description("whitehall").as_deref(),
+        Some("The whitehall application")
+    );
+
+    // Bookkeeping after the refs: the default branch and description fail to update, the refs do not.
+    repo.commit("develop", "d.txt", "d");
+    repo.set_head("develop");
+    world.change_listing(|listing| {
+        listing[0].default_branch = "develop".into();
+        listing[0].description = Some("Publishing app".into());
+    });
+    cc.standin.fail_next(
+        "UpdateDefaultBranch",
+        1,
+        "AccessDeniedException",
+        400,
+        "not authorized to perform: codecommit:UpdateDefaultBranch",
+    );
+    cc.standin.fail_next(
+        "UpdateRepositoryDescription",
+        1,
+        "AccessDeniedException",
+        400,
+        "not authorized to perform: codecommit:UpdateRepositoryDescription",
+    );
+    let out = cc.run(&world, &["run", "--json"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_same_refs(&repo.bare, &path);
+    let entry = out.repo("whitehall");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("UpdateDefaultBranch") && error.contains("UpdateRepositoryDescription"),
+        "{error}"
+    );
+    assert!(
+        entry["refs"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["ref"] == "refs/heads/develop")),
+        "the ref changes are reported: {entry:#}"
+    );
+    let out = cc.run(&world, &["run", "--json"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        cc.standin.default_branch("whitehall").as_deref(),
+        Some("develop")
+    );
+    assert_eq!(
+        cc.standin.description("whitehall").as_deref(),
+        Some("Publishing app")
+    );
+    assert_fsck(&path);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,6 +16,7 @@ use tokio::runtime::Handle;
 
 use super::remote::RemoteMirror;
 use super::{Mirror, Opened, TargetError};
+use crate::adoption::SourceRecord;
 use crate::git::receive_pack::PushOutcome;
 use crate::git::upload_pack::PackForm;
 use crate::git::{Endpoint, GitError};
@@ -73,8 +74,9 @@ impl CodeCommit {
         &self.region
     }
 
-    /// Finds the repository; when `create` is set (a real run), creates it when missing and keeps its
-    /// description and source tag in step.
+    /// Finds the repository; when `create` is set (a real run), creates it when missing, with the
+    /// source's description and its source record. Nothing else is written here: description, record
+    /// and default branch are kept in step only after the refs (see [`Mirror`]).
     pub fn open(
         self: &Arc<Self>,
         handle: &Handle,
@@ -89,10 +91,6 @@ impl CodeCommit {
             None if create => (handle.block_on(self.create(name, source))?, true),
             None => return Ok(None),
         };
-        // Read-only runs (dry run, status) change nothing, not even the description.
-        if create && !created {
-            handle.block_on(self.keep_in_step(name, source, &metadata))?;
-        }
         let connect = {
             let codecommit = self.clone();
             let handle = handle.clone();
@@ -127,7 +125,9 @@ impl CodeCommit {
             codecommit: self.clone(),
             handle: handle.clone(),
             name: name.to_owned(),
-            default_branch: metadata.default_branch,
+            // A repository created now carries the record it was created with.
+            record: created.then(|| SourceRecord::Names(source_record_url(source))),
+            metadata,
         };
         Ok(Some(Opened {
             mirror: Box::new(mirror),
@@ -154,8 +154,8 @@ impl CodeCommit {
             .client
             .create_repository()
             .repository_name(name)
-            .tags(SOURCE_TAG, source_url(source));
-        if let Some(description) = description_of(source) {
+            .tags(SOURCE_TAG, source_record_url(source));
+        if let Some(description) = description_of(source.description.as_deref()) {
             request = request.repository_description(description);
         }
         match request.send().await {
@@ -169,42 +169,44 @@ impl CodeCommit {
         }
     }
 
-    /// Keeps the description and the source tag of an existing mirror in step with the source.
-    async fn keep_in_step(
+    /// The source record: the `repo-mirror:source` tag.
+    async fn source_tag(&self, name: &str, arn: &str) -> Result<SourceRecord, TargetError> {
+        let tags = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|err| api_error("ListTagsForResource", name, &err))?;
+        Ok(match tags.tags().and_then(|t| t.get(SOURCE_TAG)) {
+            Some(url) => SourceRecord::Names(url.clone()),
+            None => SourceRecord::Missing,
+        })
+    }
+
+    async fn tag_source(&self, name: &str, arn: &str, url: &str) -> Result<(), TargetError> {
+        self.client
+            .tag_resource()
+            .resource_arn(arn)
+            .tags(SOURCE_TAG, url)
+            .send()
+            .await
+            .map_err(|err| api_error("TagResource", name, &err))?;
+        Ok(())
+    }
+
+    async fn set_description(
         &self,
         name: &str,
-        source: &SourceRepo,
-        metadata: &Metadata,
+        description: Option<String>,
     ) -> Result<(), TargetError> {
-        let wanted = description_of(source);
-        if wanted.as_deref().unwrap_or("") != metadata.description.as_deref().unwrap_or("") {
-            self.client
-                .update_repository_description()
-                .repository_name(name)
-                .set_repository_description(wanted)
-                .send()
-                .await
-                .map_err(|err| api_error("UpdateRepositoryDescription", name, &err))?;
-        }
-        if let Some(arn) = &metadata.arn {
-            let tags = self
-                .client
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .map_err(|err| api_error("ListTagsForResource", name, &err))?;
-            let url = source_url(source);
-            if tags.tags().and_then(|t| t.get(SOURCE_TAG)) != Some(&url) {
-                self.client
-                    .tag_resource()
-                    .resource_arn(arn)
-                    .tags(SOURCE_TAG, url)
-                    .send()
-                    .await
-                    .map_err(|err| api_error("TagResource", name, &err))?;
-            }
-        }
+        self.client
+            .update_repository_description()
+            .repository_name(name)
+            .set_repository_description(description)
+            .send()
+            .await
+            .map_err(|err| api_error("UpdateRepositoryDescription", name, &err))?;
         Ok(())
     }
 
@@ -240,6 +242,7 @@ impl CodeCommit {
             TargetError::Git(GitError::Handshake {
                 url: url.to_owned(),
                 message: "not an http(s) URL with a host and a path".into(),
+                status: None,
             })
         })?;
         Ok(git_auth::git_credentials(
@@ -278,7 +281,22 @@ struct CodeCommitMirror {
     codecommit: Arc<CodeCommit>,
     handle: Handle,
     name: String,
-    default_branch: Option<String>,
+    metadata: Metadata,
+    /// The source record, once known.
+    record: Option<SourceRecord>,
+}
+
+impl CodeCommitMirror {
+    fn arn(&self) -> Result<&str, TargetError> {
+        self.metadata
+            .arn
+            .as_deref()
+            .ok_or_else(|| TargetError::CodeCommit {
+                operation: "GetRepository",
+                repository: self.name.clone(),
+                detail: "the answer carries no repository ARN".into(),
+            })
+    }
 }
 
 impl Mirror for CodeCommitMirror {
@@ -311,36 +329,62 @@ impl Mirror for CodeCommitMirror {
         let Some(short) = branch.strip_prefix(crate::refs::HEADS) else {
             return Ok(());
         };
-        if self.default_branch.as_deref() == Some(short) || !self.remote.refs().contains_key(branch)
+        if self.metadata.default_branch.as_deref() == Some(short)
+            || !self.remote.refs().contains_key(branch)
         {
             return Ok(());
         }
         self.handle
             .block_on(self.codecommit.set_default_branch(&self.name, short))?;
-        self.default_branch = Some(short.to_owned());
+        self.metadata.default_branch = Some(short.to_owned());
+        Ok(())
+    }
+
+    fn source_record(&mut self) -> Result<SourceRecord, TargetError> {
+        if let Some(record) = &self.record {
+            return Ok(record.clone());
+        }
+        let arn = self.arn()?.to_owned();
+        let record = self
+            .handle
+            .block_on(self.codecommit.source_tag(&self.name, &arn))?;
+        self.record = Some(record.clone());
+        Ok(record)
+    }
+
+    fn write_source_record(&mut self, source_url: &str) -> Result<(), TargetError> {
+        let arn = self.arn()?.to_owned();
+        self.handle
+            .block_on(self.codecommit.tag_source(&self.name, &arn, source_url))?;
+        self.record = Some(SourceRecord::Names(source_url.to_owned()));
+        Ok(())
+    }
+
+    fn keep_description(&mut self, description: Option<&str>) -> Result<(), TargetError> {
+        let wanted = description_of(description);
+        if wanted.as_deref().unwrap_or("") == self.metadata.description.as_deref().unwrap_or("") {
+            return Ok(());
+        }
+        self.handle
+            .block_on(self.codecommit.set_description(&self.name, wanted.clone()))?;
+        self.metadata.description = wanted;
         Ok(())
     }
 }
 
 /// Whether git said the repository does not exist (yet): the one failure worth waiting out after a create.
 fn is_not_found(err: &TargetError) -> bool {
-    matches!(err, TargetError::Git(GitError::Handshake { message, .. }) if message.contains("HTTP status 404"))
+    matches!(err, TargetError::Git(git) if git.is_not_found())
 }
 
-fn source_url(source: &SourceRepo) -> String {
-    if source.html_url.is_empty() {
-        source.clone_url.clone()
-    } else {
-        source.html_url.clone()
-    }
+/// The URL a mirror's record names: the source's clone URL without credentials.
+fn source_record_url(source: &SourceRepo) -> String {
+    crate::adoption::source_url(&source.clone_url)
 }
 
-fn description_of(source: &SourceRepo) -> Option<String> {
-    let description = source
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())?;
+/// A source's description as CodeCommit takes it: trimmed, at most its limit, none when blank.
+fn description_of(description: Option<&str>) -> Option<String> {
+    let description = description.map(str::trim).filter(|d| !d.is_empty())?;
     Some(description.chars().take(MAX_DESCRIPTION).collect())
 }
 
@@ -355,7 +399,7 @@ pub fn host_and_path(url: &str) -> Option<(&str, &str)> {
 }
 
 fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    operation: &str,
+    operation: &'static str,
     name: &str,
     err: &E,
 ) -> TargetError {
@@ -364,9 +408,11 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         (Some(code), None) => code.to_owned(),
         _ => DisplayErrorContext(err).to_string(),
     };
-    TargetError::Api(format!(
-        "CodeCommit {operation} for {name} failed: {detail}"
-    ))
+    TargetError::CodeCommit {
+        operation,
+        repository: name.to_owned(),
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -392,11 +438,9 @@ mod tests {
 
     #[test]
     fn descriptions_are_trimmed_to_codecommit_limits() {
-        let mut repo = SourceRepo::default();
-        assert_eq!(description_of(&repo), None);
-        repo.description = Some("  ".into());
-        assert_eq!(description_of(&repo), None);
-        repo.description = Some("x".repeat(2000));
-        assert_eq!(description_of(&repo).map(|d| d.len()), Some(1000));
+        assert_eq!(description_of(None), None);
+        assert_eq!(description_of(Some("  ")), None);
+        let long = "x".repeat(2000);
+        assert_eq!(description_of(Some(&long)).map(|d| d.len()), Some(1000));
     }
 }
