@@ -563,7 +563,7 @@ mod properties {
                 }
             }
             for backup in &backups {
-                if after.get(&backup.name).is_none() {
+                if !after.contains_key(&backup.name) {
                     let change = plan.changes.iter().find(|c| c.name == backup.of);
                     prop_assert_eq!(change.map(|c| c.kind), Some(ChangeKind::Keep));
                 }

@@ -37,7 +37,7 @@ pub fn read(git_dir: &Path) -> Result<SourceRecord, TargetError> {
 pub fn write(git_dir: &Path, source_url: &str) -> Result<(), TargetError> {
     let mut config = load(git_dir)?;
     config
-        .set_raw_value(&KEY, source_url)
+        .set_raw_value(KEY, source_url)
         .map_err(|err| config_error(git_dir, format!("{KEY} could not be set: {err}")))?;
     let path = git_dir.join("config");
     let lock = git_dir.join("config.lock");
