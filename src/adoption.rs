@@ -93,18 +93,7 @@ fn normalise(url: &str) -> String {
 
 /// The URL recorded for a source repository: its clone URL without credentials or query.
 pub fn source_url(clone_url: &str) -> String {
-    let without_query = clone_url.split(['?', '#']).next().unwrap_or_default();
-    match without_query.find("://") {
-        Some(scheme_end) => {
-            let rest = &without_query[scheme_end + 3..];
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{}{}", &without_query[..scheme_end + 3], &rest[at + 1..]),
-                None => without_query.to_owned(),
-            }
-        }
-        None => without_query.to_owned(),
-    }
+    crate::shown_url::shown(clone_url)
 }
 
 #[cfg(test)]

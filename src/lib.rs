@@ -19,5 +19,6 @@ pub mod report;
 pub mod run;
 pub mod secrets;
 pub mod settings;
+pub mod shown_url;
 pub mod source;
 pub mod target;

@@ -13,8 +13,8 @@ use crate::source::GitHubAuth;
 pub struct SecretContents {
     pub github: GitHubAuth,
     pub target_credentials: Option<Credentials>,
-    /// Reserved for webhook-triggered runs; read and kept, never logged.
-    pub webhook_secret: Option<String>,
+    /// Reserved for webhook-triggered runs; read and kept, never logged (`Debug` redacts it).
+    pub webhook_secret: Option<secrecy::SecretString>,
 }
 
 /// Why the secret could not be used. Names the secret, never its value.
@@ -166,7 +166,7 @@ pub fn parse(secret_id: &str, text: &str) -> Result<SecretContents, SecretError>
     Ok(SecretContents {
         github,
         target_credentials,
-        webhook_secret: text_field("webhook_secret")?,
+        webhook_secret: text_field("webhook_secret")?.map(secrecy::SecretString::from),
     })
 }
 
@@ -235,5 +235,21 @@ mod tests {
             assert!(err.contains("\"prod/mirror\""), "{err}");
             assert!(!err.contains(VALUE), "{err}");
         }
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let contents = parse(
+            "s",
+            &format!(
+                r#"{{"github_token": "{VALUE}", "target_username": "user-{VALUE}", "target_password": "pw-{VALUE}", "webhook_secret": "hook-{VALUE}"}}"#
+            ),
+        )
+        .unwrap();
+        let shown = format!("{contents:?} {contents:#?}");
+        assert!(!shown.contains(VALUE), "{shown}");
+        let app = parse("s", r#"{"github_app_id": "12", "github_app_installation_id": 34, "github_app_private_key": "-----BEGIN RSA PRIVATE KEY-----\nsecretkeymaterial"}"#).unwrap();
+        let shown = format!("{app:?}");
+        assert!(!shown.contains("secretkeymaterial"), "{shown}");
     }
 }

@@ -165,17 +165,37 @@ impl SettingsArgs {
         };
         let github_api_url =
             given(&self.github_api_url).unwrap_or_else(|| "https://api.github.com".into());
-        if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
+        if !matches!(
+            crate::shown_url::scheme(&github_api_url).as_deref(),
+            Some("https" | "http")
+        ) {
             return Err(invalid(
                 "GITHUB_API_URL (--github-api-url)",
-                &github_api_url,
+                &crate::shown_url::shown(&github_api_url),
                 "it must be an http(s) URL",
+            ));
+        }
+        if crate::shown_url::shown(&github_api_url) != github_api_url.trim() {
+            return Err(invalid(
+                "GITHUB_API_URL (--github-api-url)",
+                &crate::shown_url::shown(&github_api_url),
+                "credentials and queries do not belong in the URL; the token comes from GITHUB_TOKEN or the secret",
             ));
         }
         let github_auth = match env("GITHUB_TOKEN") {
             Some(token) => GitHubAuth::Token(token.trim().to_owned()),
             None => GitHubAuth::Anonymous,
         };
+        let secret_id = given(&self.secret_id);
+        let github_has_credentials =
+            !matches!(github_auth, GitHubAuth::Anonymous) || secret_id.is_some();
+        if github_has_credentials && !crate::shown_url::may_carry_credentials(&github_api_url) {
+            return Err(invalid(
+                "GITHUB_API_URL (--github-api-url)",
+                &crate::shown_url::shown(&github_api_url),
+                "credentials are sent over http:// only to a loopback host; use https://",
+            ));
+        }
         let target_text = given(&self.target).unwrap_or_else(|| "dir:mirrors".into());
         let target: TargetSpec =
             target_text
@@ -183,12 +203,7 @@ impl SettingsArgs {
                 .map_err(
                     |err: crate::target::TargetSpecError| SettingsError::Invalid {
                         setting: "MIRROR_TARGET (--target)",
-                        value: match err {
-                            crate::target::TargetSpecError::CredentialsInUrl(_) => {
-                                "<redacted>".into()
-                            }
-                            _ => target_text.clone(),
-                        },
+                        value: crate::shown_url::shown(&target_text),
                         why: err.to_string(),
                     },
                 )?;
@@ -207,6 +222,15 @@ impl SettingsArgs {
                     })
                 }
             };
+        if let (TargetSpec::UrlTemplate(template), Some(_)) = (&target, &target_credentials) {
+            if !crate::shown_url::may_carry_credentials(template) {
+                return Err(invalid(
+                    "MIRROR_TARGET (--target)",
+                    &crate::shown_url::shown(template),
+                    "MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD are sent over http:// only to a loopback host; use https://",
+                ));
+            }
+        }
         let target_prefix = given(&self.target_prefix).unwrap_or_default();
         if !target_prefix
             .bytes()
@@ -220,11 +244,24 @@ impl SettingsArgs {
         }
         let codecommit_git_url =
             env("MIRROR_CODECOMMIT_GIT_URL").unwrap_or_else(|| DEFAULT_CODECOMMIT_GIT_URL.into());
-        if !codecommit_git_url.contains("{name}") || !codecommit_git_url.starts_with("http") {
+        if !codecommit_git_url.contains("{name}")
+            || !matches!(
+                crate::shown_url::scheme(&codecommit_git_url).as_deref(),
+                Some("https" | "http")
+            )
+            || crate::shown_url::shown(&codecommit_git_url) != codecommit_git_url.trim()
+        {
             return Err(invalid(
                 "MIRROR_CODECOMMIT_GIT_URL",
-                &codecommit_git_url,
-                "it must be an http(s) URL template containing {name}",
+                &crate::shown_url::shown(&codecommit_git_url),
+                "it must be an http(s) URL template containing {name}, without userinfo or query",
+            ));
+        }
+        if !crate::shown_url::may_carry_credentials(&codecommit_git_url) {
+            return Err(invalid(
+                "MIRROR_CODECOMMIT_GIT_URL",
+                &crate::shown_url::shown(&codecommit_git_url),
+                "the signed git password is sent over http:// only to a loopback host; use https://",
             ));
         }
         let concurrency = number(
@@ -294,7 +331,7 @@ impl SettingsArgs {
             filter,
             github_api_url,
             github_auth,
-            secret_id: given(&self.secret_id),
+            secret_id,
             target,
             target_credentials,
             target_prefix,
@@ -495,6 +532,83 @@ mod tests {
         .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("MIRROR_TARGET_USERNAME"));
+        for (args, setting) in [
+            (
+                SettingsArgs {
+                    target: Some("HTTPS://me:hunter2@git.example.com/{name}".into()),
+                    ..args()
+                },
+                "MIRROR_TARGET",
+            ),
+            (
+                SettingsArgs {
+                    target: Some("https://git.example.com/{name}?access_token=hunter2".into()),
+                    ..args()
+                },
+                "MIRROR_TARGET",
+            ),
+            (
+                SettingsArgs {
+                    target: Some("ftp://me:hunter2@git.example.com/{name}".into()),
+                    ..args()
+                },
+                "MIRROR_TARGET",
+            ),
+            (
+                SettingsArgs {
+                    github_api_url: Some("https://me:hunter2@ghe.example.com/api/v3".into()),
+                    ..args()
+                },
+                "GITHUB_API_URL",
+            ),
+        ] {
+            let err = args.resolve(&no_env).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains(setting), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_sent_over_http_only_to_loopback() {
+        let with_credentials = |name: &str| match name {
+            "GITHUB_TOKEN" => Some("t0k".to_string()),
+            "MIRROR_TARGET_USERNAME" => Some("u".to_string()),
+            "MIRROR_TARGET_PASSWORD" => Some("p".to_string()),
+            _ => None,
+        };
+        for (args, setting) in [
+            (
+                SettingsArgs {
+                    github_api_url: Some("http://ghe.example.com/api/v3".into()),
+                    ..args()
+                },
+                "GITHUB_API_URL",
+            ),
+            (
+                SettingsArgs {
+                    target: Some("http://git.example.com/{name}.git".into()),
+                    ..args()
+                },
+                "MIRROR_TARGET",
+            ),
+        ] {
+            let err = args.resolve(&with_credentials).unwrap_err().to_string();
+            assert!(err.contains(setting) && err.contains("loopback"), "{err}");
+            // Without credentials, plain http is the operator's choice.
+            assert!(args.resolve(&no_env).is_ok());
+        }
+        let codecommit = |name: &str| {
+            (name == "MIRROR_CODECOMMIT_GIT_URL")
+                .then(|| "http://git-codecommit.example.com/v1/repos/{name}".to_string())
+        };
+        let err = args().resolve(&codecommit).unwrap_err().to_string();
+        assert!(err.contains("MIRROR_CODECOMMIT_GIT_URL"), "{err}");
+        let loopback = SettingsArgs {
+            github_api_url: Some("http://127.0.0.1:9/api".into()),
+            target: Some("http://localhost:9/{name}.git".into()),
+            ..args()
+        };
+        assert!(loopback.resolve(&with_credentials).is_ok());
     }
 
     #[test]

@@ -14,7 +14,8 @@ use super::error::describe;
 /// The HTTP transport used for every connection.
 pub type HttpTransport = http::Transport<http::reqwest::Remote>;
 
-/// Basic-auth credentials. `Debug` never shows the password.
+/// Basic-auth credentials. `Debug` shows neither part: a username can carry a secret too (CodeCommit's
+/// is the access key id and the session token).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
@@ -24,7 +25,7 @@ pub struct Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
-            .field("username", &self.username)
+            .field("username", &"<redacted>")
             .field("password", &"<redacted>")
             .finish()
     }

@@ -34,7 +34,7 @@ pub enum TargetSpecError {
         "MIRROR_TARGET {0:?}: a URL template must contain {{name}} where the repository name goes"
     )]
     MissingName(String),
-    #[error("MIRROR_TARGET {0:?}: credentials do not belong in the URL; set MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD")]
+    #[error("MIRROR_TARGET {0:?} (shown without its userinfo and query): credentials do not belong in the URL; set MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD")]
     CredentialsInUrl(String),
     #[error("MIRROR_TARGET {0:?}: not codecommit, dir:PATH or an http(s) URL template")]
     Unknown(String),
@@ -57,21 +57,21 @@ impl FromStr for TargetSpec {
             }
             return Ok(TargetSpec::Dir(PathBuf::from(path)));
         }
-        if let Some(rest) = value
-            .strip_prefix("https://")
-            .or_else(|| value.strip_prefix("http://"))
-        {
-            let authority = rest.split('/').next().unwrap_or_default();
-            if authority.contains('@') {
-                // Never echo the value back: it holds a secret.
-                return Err(TargetSpecError::CredentialsInUrl("<redacted>".into()));
+        let shown = crate::shown_url::shown(value);
+        if matches!(
+            crate::shown_url::scheme(value).as_deref(),
+            Some("https" | "http")
+        ) {
+            if shown != value {
+                // Never echo the value back: it holds a secret (userinfo, or a token in the query).
+                return Err(TargetSpecError::CredentialsInUrl(shown));
             }
             if !value.contains("{name}") {
-                return Err(TargetSpecError::MissingName(value.into()));
+                return Err(TargetSpecError::MissingName(shown));
             }
             return Ok(TargetSpec::UrlTemplate(value.into()));
         }
-        Err(TargetSpecError::Unknown(value.into()))
+        Err(TargetSpecError::Unknown(shown))
     }
 }
 
@@ -166,10 +166,20 @@ mod tests {
             "s3://bucket".parse::<TargetSpec>(),
             Err(TargetSpecError::Unknown(_))
         ));
-        let err = "https://u:hunter2@h/{name}"
-            .parse::<TargetSpec>()
-            .unwrap_err();
-        assert!(!err.to_string().contains("hunter2"));
+        for secret in [
+            "https://u:hunter2@h/{name}",
+            "HTTPS://u:hunter2@h/{name}",
+            "https://h/{name}?access_token=hunter2",
+            "https://u:hunter2@h/x",
+            "s3://u:hunter2@bucket?x=hunter2",
+        ] {
+            let err = secret.parse::<TargetSpec>().unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        assert!(matches!(
+            "HTTPS://h/{name}".parse::<TargetSpec>(),
+            Ok(TargetSpec::UrlTemplate(_))
+        ));
     }
 
     #[test]
