@@ -398,6 +398,17 @@ fn mirror_repository_inner(
     };
     let plan = plan::plan(&source_refs.refs, &target_refs, &ancestry, &policy);
     progress.changes = plan.changes.clone();
+    // Branches and tags the source advertises under names no mirror can hold are reported, not sent.
+    progress
+        .changes
+        .extend(source_refs.invalid.iter().map(|invalid| plan::RefChange {
+            name: invalid.name.clone(),
+            kind: plan::ChangeKind::Skip,
+            old: None,
+            new: invalid.oid,
+            reason: Some(invalid.problem.to_string()),
+        }));
+    progress.changes.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mirror_present = mirror.is_some();
     let Some(mirror) = mirror.as_mut().filter(|_| context.mode.changes_targets()) else {

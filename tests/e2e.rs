@@ -15,5 +15,7 @@ mod http_target;
 mod https_connections;
 #[path = "e2e/lambda_function.rs"]
 mod lambda_function;
+#[path = "e2e/ref_names.rs"]
+mod ref_names;
 #[path = "e2e/settings_and_source.rs"]
 mod settings_and_source;
