@@ -397,18 +397,7 @@ fn mirror_repository_inner(
         backup_stamp: context.backup_stamp.clone(),
     };
     let plan = plan::plan(&source_refs.refs, &target_refs, &ancestry, &policy);
-    progress.changes = plan.changes.clone();
-    // Branches and tags the source advertises under names no mirror can hold are reported, not sent.
-    progress
-        .changes
-        .extend(source_refs.invalid.iter().map(|invalid| plan::RefChange {
-            name: invalid.name.clone(),
-            kind: plan::ChangeKind::Skip,
-            old: None,
-            new: invalid.oid,
-            reason: Some(invalid.problem.to_string()),
-        }));
-    progress.changes.sort_by(|a, b| a.name.cmp(&b.name));
+    progress.changes = with_invalid_refs(&plan.changes, &source_refs.invalid);
 
     let mirror_present = mirror.is_some();
     let Some(mirror) = mirror.as_mut().filter(|_| context.mode.changes_targets()) else {
@@ -448,6 +437,24 @@ fn mirror_repository_inner(
     } else {
         RepoStatus::UpToDate
     })
+}
+
+/// The plan's changes plus a `skip` for every branch or tag the source advertised under a name no
+/// mirror can hold (reported, never sent), ordered by name.
+fn with_invalid_refs(
+    changes: &[plan::RefChange],
+    invalid: &[crate::refs::InvalidRef],
+) -> Vec<plan::RefChange> {
+    let mut all = changes.to_vec();
+    all.extend(invalid.iter().map(|invalid| plan::RefChange {
+        name: invalid.name.clone(),
+        kind: plan::ChangeKind::Skip,
+        old: None,
+        new: invalid.oid,
+        reason: Some(invalid.problem.to_string()),
+    }));
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
 }
 
 /// Applies every batch: fetch its pack from the source and stream it into the target. Returns the refs
