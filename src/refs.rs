@@ -1,9 +1,12 @@
 //! Refs as the mirror sees them: the branches and tags of one side, with tags peeled, and the
-//! glob patterns that name protected refs.
+//! glob patterns that name protected refs. Names are checked as they arrive ([`name`]).
+
+mod name;
 
 use std::collections::BTreeMap;
 
 pub use gix::ObjectId;
+pub use name::{checked_name, escape_name, InvalidRef, NameProblem};
 
 /// Prefix of the branches that are mirrored.
 pub const HEADS: &str = "refs/heads/";
@@ -30,7 +33,12 @@ pub type RefMap = BTreeMap<String, RefValue>;
 
 /// True for the refs a mirror carries: branches and tags.
 pub fn is_mirrored(name: &str) -> bool {
-    name.starts_with(HEADS) || name.starts_with(TAGS)
+    is_mirrored_raw(name.as_bytes())
+}
+
+/// [`is_mirrored`] for a name as advertised, before it is known to be valid.
+pub fn is_mirrored_raw(name: &[u8]) -> bool {
+    name.starts_with(HEADS.as_bytes()) || name.starts_with(TAGS.as_bytes())
 }
 
 /// The short name git prints in its push log (`main` for `refs/heads/main`, `v1` for `refs/tags/v1`).

@@ -428,7 +428,7 @@ fn mirror_repository_inner(
         backup_stamp: context.backup_stamp.clone(),
     };
     let mut plan = plan::plan(&source_refs.refs, &target_refs, &ancestry, &policy);
-    progress.changes = plan.changes.clone();
+    progress.changes = with_invalid_refs(&plan.changes, &source_refs.invalid);
 
     let mirror_present = mirror.is_some();
     let Some(mirror) = mirror.as_mut().filter(|_| context.mode.changes_targets()) else {
@@ -455,7 +455,7 @@ fn mirror_repository_inner(
         let refused = apply_batches(&plan.backup_batches, &mut source, mirror.as_mut(), progress)?;
         let after = mirror.reread_refs()?.clone();
         plan.withhold_unbacked(&after, &refused, policy.max_refs_per_push);
-        progress.changes = plan.changes.clone();
+        progress.changes = with_invalid_refs(&plan.changes, &source_refs.invalid);
         rejected.extend(refused);
     }
     rejected.extend(apply_batches(
@@ -501,6 +501,24 @@ fn mirror_repository_inner(
     } else {
         RepoStatus::UpToDate
     })
+}
+
+/// The plan's changes plus a `skip` for every branch or tag the source advertised under a name no
+/// mirror can hold (reported, never sent), ordered by name.
+fn with_invalid_refs(
+    changes: &[plan::RefChange],
+    invalid: &[crate::refs::InvalidRef],
+) -> Vec<plan::RefChange> {
+    let mut all = changes.to_vec();
+    all.extend(invalid.iter().map(|invalid| plan::RefChange {
+        name: invalid.name.clone(),
+        kind: plan::ChangeKind::Skip,
+        old: None,
+        new: invalid.oid,
+        reason: Some(invalid.problem.to_string()),
+    }));
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
 }
 
 /// Applies `batches` in order: fetch each one's pack from the source and stream it into the target.

@@ -17,5 +17,9 @@ mod http_target;
 mod https_connections;
 #[path = "e2e/lambda_function.rs"]
 mod lambda_function;
+#[path = "e2e/listing_guards.rs"]
+mod listing_guards;
+#[path = "e2e/ref_names.rs"]
+mod ref_names;
 #[path = "e2e/settings_and_source.rs"]
 mod settings_and_source;

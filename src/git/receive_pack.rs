@@ -1,6 +1,6 @@
-//! The target side: refs and capabilities from the receive-pack advertisement, and a push — command
-//! pkt-lines, a flush, then the pack streamed through — whose report-status is parsed so that every
-//! refused ref surfaces with the server's reason.
+//! The target side: refs (under valid names only) and capabilities from the receive-pack
+//! advertisement, and a push — command pkt-lines, a flush, then the pack streamed through — whose
+//! report-status is parsed so that every refused ref surfaces with the server's reason.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use super::connection::HttpTransport;
 use super::error::describe;
 use super::{pktline, Endpoint, GitError};
 use crate::plan::Command;
-use crate::refs::{RefMap, RefValue};
+use crate::refs::{checked_name, RefMap, RefValue};
 
 /// A protocol v1 connection to a target repository's receive-pack.
 pub struct TargetConnection {
@@ -79,8 +79,13 @@ impl TargetConnection {
                     ),
                     Ref::Symbolic { .. } | Ref::Unborn { .. } => continue,
                 };
-                if !value.oid.is_null() && name.starts_with(b"refs/") {
-                    refs.insert(name.to_string(), value);
+                // A name that is not a valid ref name or not UTF-8 is left out, so it is never
+                // deleted, updated or compared: the mirror only ever names refs it can name exactly.
+                if value.oid.is_null() || !name.starts_with(b"refs/") {
+                    continue;
+                }
+                if let Ok(name) = checked_name(&name) {
+                    refs.insert(name, value);
                 }
             }
         }

@@ -1,18 +1,28 @@
-//! The source side: refs by protocol v2 `ls-refs` (branches and tags, peeled, plus where HEAD points),
-//! and one `fetch` with explicit wants and haves whose pack is handed out as a stream.
+//! The source side: refs by protocol v2 `ls-refs` (branches and tags, peeled, plus where HEAD points;
+//! names checked, the invalid ones set apart), and one `fetch` with explicit wants and haves whose
+//! pack is handed out as a stream.
 
 use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
 
-use gix::protocol::handshake::Ref;
-use gix::protocol::transport::client::blocking_io::{ExtendedBufRead, Transport, TransportV2Ext};
+use gix::protocol::transport::client::blocking_io::{
+    ExtendedBufRead, ReadlineBufRead, Transport, TransportV2Ext,
+};
 use gix::protocol::transport::client::Capabilities;
 use gix::protocol::transport::{Protocol, Service};
 
 use super::connection::HttpTransport;
 use super::error::describe;
 use super::{Endpoint, GitError};
-use crate::refs::{ObjectId, RefMap, RefValue, HEADS, TAGS};
+use crate::refs::{
+    checked_name, is_mirrored_raw, InvalidRef, ObjectId, RefMap, RefValue, HEADS, TAGS,
+};
+use ls_refs::AdvertisedRef;
+
+mod ls_refs;
+
+/// The most ref lines one `ls-refs` answer may hold (a bound on what a peer can make us keep).
+const MAX_ADVERTISED_REFS: usize = 2_000_000;
 
 /// What the source advertises.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +31,39 @@ pub struct SourceRefs {
     pub refs: RefMap,
     /// The branch HEAD points at (the default branch), if any.
     pub head: Option<String>,
+    /// Branches and tags advertised under names that are not valid ref names or not UTF-8, ordered
+    /// by their escaped names: reported, never mirrored.
+    pub invalid: Vec<InvalidRef>,
+}
+
+impl SourceRefs {
+    /// Takes in one advertised ref: HEAD's target, a branch or tag under a valid name, or an invalid
+    /// one. Other namespaces and symbolic branches are not mirrored and are left out.
+    fn record(&mut self, advertised: AdvertisedRef) {
+        let AdvertisedRef {
+            name,
+            oid,
+            peeled,
+            symref_target,
+        } = advertised;
+        // `(null)` marks a symbolic ref whose target lies outside the served namespace.
+        let symref_target = symref_target.filter(|target| target.as_slice() != b"(null)");
+        if name == b"HEAD" {
+            self.head = symref_target.and_then(|target| checked_name(&target).ok());
+            return;
+        }
+        let (Some(oid), None, true) = (oid, &symref_target, is_mirrored_raw(&name)) else {
+            return;
+        };
+        match checked_name(&name) {
+            Ok(name) => {
+                self.refs.insert(name, RefValue { oid, peeled });
+            }
+            Err(problem) => self
+                .invalid
+                .push(InvalidRef::new(&name, Some(oid), problem)),
+        }
+    }
 }
 
 /// A protocol v2 connection to a source repository's upload-pack.
@@ -53,58 +96,67 @@ impl SourceConnection {
         })
     }
 
-    /// Lists branches, tags and HEAD.
+    /// Lists branches, tags and HEAD. Each name is checked ([`crate::refs::checked_name`]): a branch or
+    /// tag under a name the mirror cannot use lands in [`SourceRefs::invalid`], never in the map.
     pub fn list_refs(&mut self) -> Result<SourceRefs, GitError> {
-        let mut prefixes = gix::protocol::ls_refs::RefPrefixes::new();
-        prefixes.extend([HEADS.into(), TAGS.into(), "HEAD".into()]);
-        let command =
-            gix::protocol::LsRefsCommand::new(Some(prefixes), &self.capabilities, agent());
-        let refs = command
-            .invoke_blocking(&mut self.transport, &mut gix::progress::Discard, false)
-            .map_err(|err| GitError::ListRefs {
-                url: self.url.clone(),
-                message: describe(&err),
-            })?;
-        let mut out = SourceRefs::default();
-        for r in refs {
-            match r {
-                Ref::Direct {
-                    full_ref_name,
-                    object,
-                } => {
-                    out.refs
-                        .insert(full_ref_name.to_string(), RefValue::direct(object));
-                }
-                Ref::Peeled {
-                    full_ref_name,
-                    tag,
-                    object,
-                } => {
-                    out.refs.insert(
-                        full_ref_name.to_string(),
-                        RefValue {
-                            oid: tag,
-                            peeled: Some(object),
-                        },
-                    );
-                }
-                Ref::Symbolic {
-                    full_ref_name,
-                    target,
-                    ..
-                }
-                | Ref::Unborn {
-                    full_ref_name,
-                    target,
-                } => {
-                    if full_ref_name == "HEAD" {
-                        out.head = Some(target.to_string());
-                    }
-                }
-            }
+        let url = self.url.clone();
+        let list_error = |message: String| GitError::ListRefs {
+            url: url.clone(),
+            message,
+        };
+        let mut arguments: Vec<gix::bstr::BString> = vec!["symrefs".into(), "peel".into()];
+        if self
+            .capabilities
+            .capability("ls-refs")
+            .and_then(|c| c.supports("unborn"))
+            .unwrap_or(false)
+        {
+            arguments.push("unborn".into());
         }
-        out.refs.retain(|name, _| crate::refs::is_mirrored(name));
+        arguments.extend([HEADS, TAGS, "HEAD"].map(|prefix| format!("ref-prefix {prefix}").into()));
+        let features = self.command_features();
+        let mut reader = self
+            .transport
+            .invoke(
+                "ls-refs",
+                features.into_iter(),
+                Some(arguments.into_iter()),
+                false,
+            )
+            .map_err(|err| list_error(describe(&err)))?;
+        let mut out = SourceRefs::default();
+        let mut lines = 0usize;
+        while let Some(line) = reader.readline() {
+            let line = line
+                .map_err(|err| list_error(describe(&err)))?
+                .map_err(|err| list_error(describe(&err)))?;
+            let Some(data) = line.as_slice() else { break };
+            lines += 1;
+            if lines > MAX_ADVERTISED_REFS {
+                return Err(list_error(format!(
+                    "the source advertises more than {MAX_ADVERTISED_REFS} refs"
+                )));
+            }
+            let advertised =
+                ls_refs::parse_line(data).map_err(|err| list_error(err.to_string()))?;
+            out.record(advertised);
+        }
+        out.invalid.sort_by(|a, b| a.name.cmp(&b.name));
+        out.invalid.dedup_by(|a, b| a.name == b.name);
         Ok(out)
+    }
+
+    /// The capabilities every v2 command sends: the agent, and the server's object format echoed.
+    fn command_features(&self) -> Vec<(&'static str, Option<String>)> {
+        let mut features = vec![agent()];
+        if let Some(format) = self
+            .capabilities
+            .capability("object-format")
+            .and_then(|c| c.value().map(|v| v.to_string()))
+        {
+            features.push(("object-format", Some(format)));
+        }
+        features
     }
 
     /// Asks for a pack with everything reachable from `wants` that is not reachable from `haves`, in a
@@ -120,14 +172,7 @@ impl SourceConnection {
             url: url.clone(),
             message,
         };
-        let mut features = vec![agent()];
-        if let Some(format) = self
-            .capabilities
-            .capability("object-format")
-            .and_then(|c| c.value().map(|v| v.to_string()))
-        {
-            features.push(("object-format", Some(format)));
-        }
+        let features = self.command_features();
         let mut arguments: Vec<gix::bstr::BString> = vec!["no-progress".into()];
         if form.ofs_delta {
             arguments.push("ofs-delta".into());
@@ -212,5 +257,76 @@ impl Read for FetchedPack<'_> {
         buf[..n].copy_from_slice(&available[..n]);
         self.reader.consume(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advertised(
+        name: &[u8],
+        oid: Option<ObjectId>,
+        symref_target: Option<&[u8]>,
+    ) -> AdvertisedRef {
+        AdvertisedRef {
+            name: name.to_vec(),
+            oid,
+            peeled: None,
+            symref_target: symref_target.map(<[u8]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn invalid_names_are_set_apart_and_never_collide() {
+        let one = ObjectId::from_hex(b"1111111111111111111111111111111111111111").unwrap();
+        let mut refs = SourceRefs::default();
+        for name in [
+            &b"refs/heads/main"[..],
+            b"refs/heads/\xff",
+            b"refs/heads/\xfe",
+            b"refs/heads/a..b",
+            b"refs/tags/v1.lock",
+            b"refs/pull/1/head",
+            b"refs/heads/\xff\0",
+        ] {
+            refs.record(advertised(name, Some(one), None));
+        }
+        refs.record(advertised(
+            b"refs/heads/alias",
+            Some(one),
+            Some(b"refs/heads/main"),
+        ));
+        refs.record(advertised(b"HEAD", Some(one), Some(b"refs/heads/main")));
+        assert_eq!(refs.refs.keys().collect::<Vec<_>>(), ["refs/heads/main"]);
+        assert_eq!(refs.head.as_deref(), Some("refs/heads/main"));
+        let invalid: Vec<(&str, String)> = refs
+            .invalid
+            .iter()
+            .map(|r| (r.name.as_str(), r.problem.to_string()))
+            .collect();
+        assert_eq!(invalid.len(), 5, "{invalid:?}");
+        assert!(invalid.contains(&("refs/heads/\\xff", "not valid UTF-8".into())));
+        assert!(invalid.contains(&("refs/heads/\\xfe", "not valid UTF-8".into())));
+        assert!(invalid.iter().any(
+            |(name, why)| *name == "refs/heads/a..b" && why.starts_with("not a valid ref name")
+        ));
+        assert!(invalid
+            .iter()
+            .any(|(name, why)| *name == "refs/tags/v1.lock"
+                && why.starts_with("not a valid ref name")));
+        assert!(invalid
+            .iter()
+            .any(|(name, why)| *name == "refs/heads/\\xff\\x00"
+                && why.starts_with("not a valid ref name")));
+    }
+
+    #[test]
+    fn an_invalid_head_target_names_no_default_branch() {
+        let mut refs = SourceRefs::default();
+        refs.record(advertised(b"HEAD", None, Some(b"refs/heads/bad..name")));
+        assert_eq!(refs.head, None);
+        refs.record(advertised(b"HEAD", None, Some(b"refs/heads/trunk")));
+        assert_eq!(refs.head.as_deref(), Some("refs/heads/trunk"));
     }
 }

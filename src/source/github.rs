@@ -93,6 +93,99 @@ pub enum SourceError {
     Transport { path: String, message: String },
     #[error("GitHub's answer to GET {path} could not be read: {message}")]
     Decode { path: String, message: String },
+    #[error("the repository listing failed at page {page} (GET {path}), so it would be incomplete: {source}")]
+    ListingPage {
+        page: usize,
+        path: String,
+        #[source]
+        source: Box<SourceError>,
+    },
+    #[error(
+        "the repository listing repeats itself: page {page} (GET {path}) is page {earlier} again"
+    )]
+    PageRepeated {
+        page: usize,
+        path: String,
+        earlier: usize,
+    },
+    #[error("the repository listing goes on past the {announced} pages its first answer announced: page {page} would be GET {path}")]
+    PagesBeyondAnnounced {
+        announced: usize,
+        page: usize,
+        path: String,
+    },
+    #[error("the repository listing goes on past {MAX_LISTING_PAGES} pages, the most a run reads: page {page} would be GET {path}")]
+    TooManyPages { page: usize, path: String },
+}
+
+/// The most pages of 100 repositories a listing may have (100 000 repositories): a bound on a
+/// listing whose `next` links never end.
+pub const MAX_LISTING_PAGES: usize = 1000;
+
+/// What a listing's pages have been so far, to tell a sound pagination from one that loops or runs on.
+struct Pagination {
+    /// Path and repository names of every page read, in order.
+    fetched: Vec<(String, Vec<String>)>,
+    /// The number of pages the first answer announced (its `Link: rel="last"`), if it said.
+    announced: Option<usize>,
+}
+
+impl Pagination {
+    fn new() -> Self {
+        Pagination {
+            fetched: Vec::new(),
+            announced: None,
+        }
+    }
+
+    /// Takes in the page just read from `path`: an error if it repeats an earlier page (same URL, or the
+    /// same repositories).
+    fn check(&mut self, path: &str, listed: &[SourceRepo]) -> Result<(), SourceError> {
+        let page = self.fetched.len() + 1;
+        let names: Vec<String> = listed.iter().map(|repo| repo.name.clone()).collect();
+        let repeated = self
+            .fetched
+            .iter()
+            .position(|(earlier_path, earlier_names)| {
+                earlier_path == path || (!names.is_empty() && *earlier_names == names)
+            });
+        if let Some(earlier) = repeated {
+            return Err(SourceError::PageRepeated {
+                page,
+                path: path.to_owned(),
+                earlier: earlier + 1,
+            });
+        }
+        self.fetched.push((path.to_owned(), names));
+        Ok(())
+    }
+
+    /// Whether the page at `next` may be read: not a page already read, not past the announced
+    /// count, not past the absolute bound.
+    fn check_next(&self, next: &str) -> Result<(), SourceError> {
+        let page = self.fetched.len() + 1;
+        if let Some(earlier) = self.fetched.iter().position(|(path, _)| path == next) {
+            return Err(SourceError::PageRepeated {
+                page,
+                path: next.to_owned(),
+                earlier: earlier + 1,
+            });
+        }
+        if let Some(announced) = self.announced.filter(|announced| page > *announced) {
+            return Err(SourceError::PagesBeyondAnnounced {
+                announced,
+                page,
+                path: next.to_owned(),
+            });
+        }
+        if page > MAX_LISTING_PAGES {
+            return Err(SourceError::TooManyPages {
+                page,
+                path: next.to_owned(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// How long a run waits for GitHub at most, per request, before failing.
@@ -197,44 +290,75 @@ impl GitHub {
     }
 
     /// Every repository of the owner: the organisation listing, or the user's when the owner is a user.
+    ///
+    /// Only a 404 on the first page of the organisation listing means "not an organisation": any error
+    /// on a later page, a page that repeats an earlier one, or more pages than the first answer
+    /// announced fails the whole listing, so that a run never works from part of it.
     pub async fn list_repositories(&self) -> Result<Vec<SourceRepo>, SourceError> {
-        match self
-            .list_pages(&format!("/orgs/{}/repos?type=all&per_page=100", self.owner))
-            .await
-        {
-            Err(SourceError::Status { status: 404, .. }) => {}
-            other => return other,
+        let org = format!("/orgs/{}/repos?type=all&per_page=100", self.owner);
+        if let Some(repos) = self.list_pages(&org).await? {
+            return Ok(repos);
         }
-        match self
-            .list_pages(&format!(
-                "/users/{}/repos?type=owner&per_page=100",
-                self.owner
-            ))
-            .await
-        {
-            Err(SourceError::Status { status: 404, .. }) => Err(SourceError::OwnerNotFound {
+        let user = format!("/users/{}/repos?type=owner&per_page=100", self.owner);
+        self.list_pages(&user)
+            .await?
+            .ok_or_else(|| SourceError::OwnerNotFound {
                 owner: self.owner.clone(),
                 api_url: self.api_url.clone(),
-            }),
-            other => other,
-        }
+            })
     }
 
-    async fn list_pages(&self, first: &str) -> Result<Vec<SourceRepo>, SourceError> {
-        let mut repos = Vec::new();
-        let mut next = Some(first.to_owned());
-        while let Some(path) = next.take() {
-            let (headers, body) = self.get(&path).await?;
-            let page: Vec<SourceRepo> =
-                serde_json::from_str(&body).map_err(|err| SourceError::Decode {
-                    path: path.clone(),
-                    message: err.to_string(),
-                })?;
-            repos.extend(page);
+    /// Every page of a listing, following `Link: rel="next"`. `None` when its first page answers 404.
+    async fn list_pages(&self, first: &str) -> Result<Option<Vec<SourceRepo>>, SourceError> {
+        let mut pages = Pagination::new();
+        let mut repos: Vec<SourceRepo> = Vec::new();
+        let mut path = first.to_owned();
+        loop {
+            let page = pages.fetched.len() + 1;
+            let answer = match self.get(&path).await {
+                Err(SourceError::Status { status: 404, .. }) if page == 1 => return Ok(None),
+                answer => answer,
+            };
+            let read = answer.and_then(|(headers, body)| {
+                serde_json::from_str::<Vec<SourceRepo>>(&body)
+                    .map(|listed| (headers, listed))
+                    .map_err(|err| SourceError::Decode {
+                        path: path.clone(),
+                        message: err.to_string(),
+                    })
+            });
+            let (headers, listed) = match read {
+                Ok(read) => read,
+                Err(err) if page == 1 => return Err(err),
+                Err(err) => {
+                    return Err(SourceError::ListingPage {
+                        page,
+                        path,
+                        source: Box::new(err),
+                    })
+                }
+            };
+            let next = link(&headers, "next").map(|url| path_of(&url));
+            if page == 1 {
+                pages.announced = link(&headers, "last").and_then(|url| page_number(&url));
+            }
+            pages.check(&path, &listed)?;
+            for repo in listed {
+                // A repository created while the listing is read can move onto the next page and
+                // be listed twice; it is mirrored once.
+                if !repos.iter().any(|known| known.name == repo.name) {
+                    repos.push(repo);
+                }
+            }
             // Requests stay relative to the API base: octocrab sends App credentials only on those.
-            next = next_link(&headers).map(|url| path_of(&url));
+            match next {
+                Some(next) => {
+                    pages.check_next(&next)?;
+                    path = next;
+                }
+                None => return Ok(Some(repos)),
+            }
         }
-        Ok(repos)
     }
 
     /// Whether `base` is an ancestor of (or equal to) `head` in `full_name`, by the compare API.
@@ -402,14 +526,24 @@ fn rate_limit_wait(headers: &HeaderMap, status: StatusCode) -> Option<Duration> 
     (status == StatusCode::TOO_MANY_REQUESTS).then(|| Duration::from_secs(60))
 }
 
-/// The `rel="next"` target of a `Link` header.
-fn next_link(headers: &HeaderMap) -> Option<String> {
+/// The `page` query parameter of a listing URL.
+fn page_number(url: &str) -> Option<usize> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("page="))
+        .and_then(|value| value.parse().ok())
+}
+
+/// The target of the `Link` header's entry with relation `rel` (`next`, `last`, …).
+fn link(headers: &HeaderMap, rel: &str) -> Option<String> {
     let link = headers.get(http::header::LINK)?.to_str().ok()?;
+    let wanted = format!("rel=\"{rel}\"");
     link.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         params
             .split(';')
-            .any(|p| p.trim().eq_ignore_ascii_case("rel=\"next\""))
+            .any(|p| p.trim().eq_ignore_ascii_case(&wanted))
             .then(|| {
                 target
                     .trim()
@@ -447,14 +581,100 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(
-            next_link(&headers).as_deref(),
+            link(&headers, "next").as_deref(),
             Some("https://api.github.com/organizations/1/repos?page=2")
+        );
+        assert_eq!(
+            link(&headers, "last").and_then(|url| page_number(&url)),
+            Some(5)
         );
         headers.insert(
             http::header::LINK,
             "<https://x/?page=1>; rel=\"prev\"".parse().unwrap(),
         );
-        assert_eq!(next_link(&headers), None);
+        assert_eq!(link(&headers, "next"), None);
+        assert_eq!(
+            page_number("https://x/repos?per_page=100&page=12"),
+            Some(12)
+        );
+        assert_eq!(page_number("https://x/repos?per_page=100"), None);
+    }
+
+    fn repos(names: &[&str]) -> Vec<SourceRepo> {
+        names
+            .iter()
+            .map(|name| SourceRepo {
+                name: (*name).to_owned(),
+                ..SourceRepo::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paginations_that_loop_or_run_on_are_refused() {
+        let mut pages = Pagination::new();
+        pages.announced = Some(3);
+        pages
+            .check("/orgs/o/repos?page=1", &repos(&["a", "b"]))
+            .unwrap();
+        pages.check_next("/orgs/o/repos?page=2").unwrap();
+        pages
+            .check("/orgs/o/repos?page=2", &repos(&["c", "d"]))
+            .unwrap();
+        let looped = pages.check_next("/orgs/o/repos?page=1").unwrap_err();
+        assert!(
+            matches!(
+                looped,
+                SourceError::PageRepeated {
+                    page: 3,
+                    earlier: 1,
+                    ..
+                }
+            ),
+            "{looped}"
+        );
+        let same_repos = pages
+            .check("/orgs/o/repos?page=3&x=1", &repos(&["c", "d"]))
+            .unwrap_err();
+        assert!(
+            matches!(
+                same_repos,
+                SourceError::PageRepeated {
+                    page: 3,
+                    earlier: 2,
+                    ..
+                }
+            ),
+            "{same_repos}"
+        );
+        pages.check("/orgs/o/repos?page=3", &repos(&["e"])).unwrap();
+        let beyond = pages.check_next("/orgs/o/repos?page=4").unwrap_err();
+        assert!(
+            matches!(
+                beyond,
+                SourceError::PagesBeyondAnnounced {
+                    announced: 3,
+                    page: 4,
+                    ..
+                }
+            ),
+            "{beyond}"
+        );
+
+        let mut unannounced = Pagination::new();
+        for page in 1..=MAX_LISTING_PAGES {
+            let name = page.to_string();
+            unannounced
+                .check(&format!("/x?page={page}"), &repos(&[name.as_str()]))
+                .unwrap();
+        }
+        let endless = unannounced
+            .check_next(&format!("/x?page={}", MAX_LISTING_PAGES + 1))
+            .unwrap_err();
+        assert!(
+            matches!(endless, SourceError::TooManyPages { .. }),
+            "{endless}"
+        );
     }
 
     #[test]

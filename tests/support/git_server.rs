@@ -14,6 +14,8 @@
 //!   ([`GitServer::cut_next_upload_pack_after`]),
 //! - refuse pushes carrying more ref updates than a limit, as CodeCommit does
 //!   ([`GitServer::set_max_ref_updates_per_push`], [`RefLimitRefusal`]),
+//! - add crafted lines to a repository's protocol v2 `ls-refs` answer, e.g. refs under names git
+//!   itself would never advertise ([`GitServer::advertise_extra_refs`]),
 //! - tell which requests it served and how many body bytes went each way
 //!   ([`GitServer::requests`]).
 #![allow(dead_code)]
@@ -117,6 +119,8 @@ struct Shared {
     /// does not exist yet.
     not_found_next: Mutex<u32>,
     ref_limit_refusal: Mutex<RefLimitRefusal>,
+    /// Lines added to the `ls-refs` answers of one repository: (`NAME.git`, raw ref lines).
+    extra_ls_refs: Mutex<Vec<(String, Vec<Vec<u8>>)>>,
     log: Mutex<Vec<RequestLog>>,
     /// Requests read but not yet completely answered. A client may act on a response before its
     /// last bytes go out (a pkt-line flush ends a protocol v2 reply before the HTTP chunked
@@ -145,6 +149,7 @@ impl GitServer {
             max_ref_updates: Mutex::new(None),
             not_found_next: Mutex::new(0),
             ref_limit_refusal: Mutex::new(RefLimitRefusal::ReportStatus),
+            extra_ls_refs: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             in_flight: Mutex::new(0),
             all_answered: Condvar::new(),
@@ -207,6 +212,19 @@ impl GitServer {
     /// a repository that was created a moment ago and is not visible yet.
     pub fn answer_not_found_next(&self, count: u32) {
         *lock(&self.shared.not_found_next) = count;
+    }
+
+    /// From now on every protocol v2 `ls-refs` answer of repository `repo` (`NAME.git`) carries
+    /// `lines` too, each a raw ref line as `git upload-pack` writes them (`<oid> <name>[ peeled:<oid>]`,
+    /// no newline needed), added before the answer's closing flush. The bytes are sent as given, so
+    /// names git refuses to advertise (`..`, `.lock`, bytes that are not UTF-8, control characters)
+    /// can be offered. Calling it again replaces the lines; an empty list stops adding.
+    pub fn advertise_extra_refs(&self, repo: &str, lines: Vec<Vec<u8>>) {
+        let mut extra = lock(&self.shared.extra_ls_refs);
+        extra.retain(|(name, _)| name != repo);
+        if !lines.is_empty() {
+            extra.push((repo.to_owned(), lines));
+        }
     }
 
     /// How pushes over the limit of [`GitServer::set_max_ref_updates_per_push`] are refused.
@@ -809,6 +827,32 @@ fn serve_git<R: BufRead + Send>(
         }
     }
 
+    // Extra ls-refs lines: only an upload-pack request whose first pkt-line is `command=ls-refs`.
+    let mut inject = None;
+    if let Some(lines) = extra_ls_refs_for(req, shared) {
+        match read_first_pkt_line(&mut body, &mut prefix) {
+            Ok(true)
+                if prefix
+                    .get(4..)
+                    .is_some_and(|p| p.starts_with(b"command=ls-refs")) =>
+            {
+                inject = Some(
+                    lines
+                        .iter()
+                        .flat_map(|line| pkt_line(&ref_line(line)))
+                        .collect(),
+                );
+            }
+            Ok(_) => {}
+            Err(_) => {
+                log.request_body_bytes = body.total;
+                log.status = 400;
+                record(shared, log);
+                return false;
+            }
+        }
+    }
+
     let mut child = match spawn_backend(req, shared, log.user.as_deref(), writer.peer_addr().ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -854,7 +898,7 @@ fn serve_git<R: BufRead + Send>(
             let _ = stderr.read_to_end(&mut buf);
             buf
         });
-        let response = relay_response(req, stdout, writer, cut);
+        let response = relay_response(req, stdout, writer, cut, inject);
         match response.finish {
             Finish::Complete { .. } => {}
             Finish::BadGateway(_) => {
@@ -1045,12 +1089,14 @@ struct ResponseOutcome {
 }
 
 /// Reads the CGI's answer (headers, then body) and streams it to the client, all but its end
-/// (see [`Finish`]). With `cut` given and armed, the body is cut after that many bytes.
+/// (see [`Finish`]). With `cut` given and armed, the body is cut after that many bytes. With `inject`
+/// given, the body is held back and sent whole with those bytes before its closing flush-pkt.
 fn relay_response(
     req: &Request,
     mut stdout: std::process::ChildStdout,
     writer: &mut TcpStream,
     cut: Option<&Mutex<Option<u64>>>,
+    inject: Option<Vec<u8>>,
 ) -> ResponseOutcome {
     let mut out = ResponseOutcome {
         status: 502,
@@ -1125,6 +1171,26 @@ fn relay_response(
     }
     response_head.push_str("\r\n");
     if writer.write_all(response_head.as_bytes()).is_err() {
+        return out;
+    }
+
+    if let Some(inject) = inject {
+        let mut whole = std::mem::take(&mut leftover);
+        if stdout.read_to_end(&mut whole).is_err() {
+            out.finish = Finish::CgiBroke;
+            return out;
+        }
+        let at = if whole.ends_with(b"0000") {
+            whole.len() - 4
+        } else {
+            whole.len()
+        };
+        whole.splice(at..at, inject);
+        if write_body_piece(writer, &whole, chunked).is_err() {
+            return out;
+        }
+        out.body_bytes = whole.len() as u64;
+        out.finish = Finish::Complete { chunked, close };
         return out;
     }
 
@@ -1287,6 +1353,42 @@ fn read_exact_or_eof<R: Read>(r: &mut R, buf: &mut [u8], raw: &mut Vec<u8>) -> i
     }
     raw.extend_from_slice(buf);
     Ok(true)
+}
+
+/// The extra `ls-refs` lines for the repository an upload-pack request is for, if any.
+fn extra_ls_refs_for(req: &Request, shared: &Shared) -> Option<Vec<Vec<u8>>> {
+    if !is_upload_pack_post(req) || req.header("content-encoding").is_some() {
+        return None;
+    }
+    lock(&shared.extra_ls_refs)
+        .iter()
+        .find(|(repo, _)| req.target_path == format!("/{repo}/git-upload-pack"))
+        .map(|(_, lines)| lines.clone())
+}
+
+/// Reads the first pkt-line of a request body into `raw`. False at a flush-pkt, a malformed length or
+/// the end of the body.
+fn read_first_pkt_line<R: Read>(body: &mut R, raw: &mut Vec<u8>) -> io::Result<bool> {
+    let mut len_hex = [0u8; 4];
+    if !read_exact_or_eof(body, &mut len_hex, raw)? {
+        return Ok(false);
+    }
+    let Some(len) = std::str::from_utf8(&len_hex)
+        .ok()
+        .and_then(|s| usize::from_str_radix(s, 16).ok())
+        .filter(|len| *len > 4)
+    else {
+        return Ok(false);
+    };
+    let mut payload = vec![0u8; len - 4];
+    read_exact_or_eof(body, &mut payload, raw)
+}
+
+/// A ref line ending in exactly one newline, as upload-pack writes them.
+fn ref_line(line: &[u8]) -> Vec<u8> {
+    let mut line = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+    line.push(b'\n');
+    line
 }
 
 fn pkt_line(payload: &[u8]) -> Vec<u8> {

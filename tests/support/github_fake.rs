@@ -17,10 +17,14 @@
 //! Every answer carries GitHub's headers (`content-type: application/json; charset=utf-8`,
 //! `x-ratelimit-*`, `x-github-request-id`, …). Tests can swap the listing between runs
 //! ([`GitHubFake::set_repos`]), demand a token ([`GitHubFake::require_token`]), inject failures
-//! ([`GitHubFake::fail_next`]) and inspect what was asked ([`GitHubFake::requests`]).
+//! ([`GitHubFake::fail_next`], or on one page of the listing only: [`GitHubFake::fail_listing_page`]),
+//! make the listing's pagination misbehave ([`GitHubFake::set_listing_quirk`]) and inspect what was
+//! asked ([`GitHubFake::requests`]). As on GitHub, `/users/{org}/repos` lists only an organisation's
+//! public repositories.
 //!
 //! Order of handling for each request: it is recorded, then a queued failure (if any) is served,
-//! then the token is checked, then the request is routed.
+//! then a failure queued for that listing page, then the token is checked, then the request is
+//! routed.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -108,6 +112,20 @@ pub enum Failure {
     NotFound,
 }
 
+/// A way the repository listing's pagination goes wrong (see [`GitHubFake::set_listing_quirk`]).
+/// Bodies and `Link` headers stay GitHub-shaped; only where they lead changes.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListingQuirk {
+    /// Page `on_page`'s `rel="next"` link leads back to page `to_page` (a loop).
+    NextLoopsTo { on_page: usize, to_page: usize },
+    /// Page `page` serves the repositories of page `serves` (a different URL, the same content).
+    RepeatsPage { page: usize, serves: usize },
+    /// Every `rel="last"` link names page `last`, fewer than there are; `next` links go on to the
+    /// real end.
+    LastUnderstated { last: usize },
+}
+
 /// One recorded request: (method, path?query, Authorization header value).
 pub type RecordedRequest = (String, String, Option<String>);
 
@@ -118,6 +136,9 @@ struct State {
     token: Option<String>,
     app: Option<AppInstallation>,
     failures: VecDeque<(usize, Failure)>,
+    /// Failures for requests of one listing page: (page, failures still to serve, in order).
+    page_failures: Vec<(usize, VecDeque<Failure>)>,
+    listing_quirk: Option<ListingQuirk>,
     requests: Vec<RecordedRequest>,
     canonical_links: bool,
     used_authenticated: u64,
@@ -145,6 +166,8 @@ impl GitHubFake {
             token: None,
             app: None,
             failures: VecDeque::new(),
+            page_failures: Vec::new(),
+            listing_quirk: None,
             requests: Vec::new(),
             canonical_links: false,
             used_authenticated: 0,
@@ -212,6 +235,22 @@ impl GitHubFake {
         if count > 0 {
             self.lock().failures.push_back((count, failure));
         }
+    }
+
+    /// The next requests for page `page` of the repository listing (organisation or user, any path
+    /// form) fail with `failures`, one each, in order; then that page is served normally again.
+    /// Other pages and endpoints are not affected. Calls for the same page queue up.
+    pub fn fail_listing_page(&self, page: usize, failures: Vec<Failure>) {
+        let mut st = self.lock();
+        match st.page_failures.iter_mut().find(|(p, _)| *p == page) {
+            Some((_, queue)) => queue.extend(failures),
+            None => st.page_failures.push((page, failures.into())),
+        }
+    }
+
+    /// Makes the listing's pagination misbehave this way from now on (`None`: behave).
+    pub fn set_listing_quirk(&self, quirk: Option<ListingQuirk>) {
+        self.lock().listing_quirk = quirk;
     }
 
     /// Every request received so far, in order: (method, path?query, Authorization header).
@@ -372,6 +411,16 @@ impl Respond for Responder {
                 }
                 None => None,
             };
+            let failure = failure.or_else(|| {
+                if !is_listing_path(&path) {
+                    return None;
+                }
+                let page = paging(request).1;
+                st.page_failures
+                    .iter_mut()
+                    .find(|(p, _)| *p == page)
+                    .and_then(|(_, queue)| queue.pop_front())
+            });
             let authenticated = authorization.is_some();
             let used = if authenticated {
                 st.used_authenticated += 1;
@@ -403,6 +452,7 @@ impl Respond for Responder {
                 kind: st.kind,
                 repos: st.repos.clone(),
                 canonical_links: st.canonical_links,
+                listing_quirk: st.listing_quirk,
             };
             (ctx, failure, st.token.clone(), snapshot)
         };
@@ -429,6 +479,7 @@ struct Snapshot {
     kind: OwnerKind,
     repos: Vec<FakeRepo>,
     canonical_links: bool,
+    listing_quirk: Option<ListingQuirk>,
 }
 
 impl Snapshot {
@@ -574,7 +625,10 @@ fn route(ctx: &Ctx, snap: &Snapshot, request: &Request) -> ResponseTemplate {
             }
         }
         ["users", login, "repos"] => {
-            if snap.is_owner(login) {
+            if snap.is_owner(login) && snap.kind == OwnerKind::Org {
+                // GitHub lists only an organisation's public repositories here, whoever asks.
+                list_repos(ctx, snap, request, PUBLIC_ONLY)
+            } else if snap.is_owner(login) {
                 list_repos(ctx, snap, request, "owner")
             } else {
                 ctx.not_found()
@@ -628,6 +682,18 @@ fn rate_limit_response(ctx: &Ctx) -> ResponseTemplate {
     )
 }
 
+/// The listing type of an organisation's repositories seen through `/users/{org}/repos`.
+const PUBLIC_ONLY: &str = "public-only";
+
+/// Whether `path` is one of the repository listings (organisation or user, by name or by id).
+fn is_listing_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["orgs" | "users" | "organizations" | "user", _, "repos"]
+    )
+}
+
 /// Parse GitHub's paging parameters: (per_page, page).
 fn paging(request: &Request) -> (usize, usize) {
     let mut per_page = 30usize;
@@ -660,13 +726,20 @@ fn query_value(request: &Request, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// One page of a repository listing. `default_type` applies when the request names no `type`;
+/// `"public-only"` serves public repositories whatever the request asks (an organisation seen through
+/// the user endpoint).
 fn list_repos(
     ctx: &Ctx,
     snap: &Snapshot,
     request: &Request,
     default_type: &str,
 ) -> ResponseTemplate {
-    let kind = query_value(request, "type").unwrap_or_else(|| default_type.to_string());
+    let kind = if default_type == PUBLIC_ONLY {
+        "public".to_string()
+    } else {
+        query_value(request, "type").unwrap_or_else(|| default_type.to_string())
+    };
     let mut repos: Vec<&FakeRepo> = snap
         .repos
         .iter()
@@ -701,7 +774,11 @@ fn list_repos(
     let (per_page, page) = paging(request);
     let total = repos.len();
     let last_page = total.div_ceil(per_page).max(1);
-    let start = (page - 1).saturating_mul(per_page).min(total);
+    let served_page = match snap.listing_quirk {
+        Some(ListingQuirk::RepeatsPage { page: p, serves }) if p == page => serves,
+        _ => page,
+    };
+    let start = (served_page - 1).saturating_mul(per_page).min(total);
     let end = (start + per_page).min(total);
     let body: Vec<Value> = repos[start..end]
         .iter()
@@ -725,8 +802,16 @@ fn list_repos(
             parts.push(format!("{}; rel=\"prev\"", link(page - 1)));
         }
         if page < last_page {
-            parts.push(format!("{}; rel=\"next\"", link(page + 1)));
-            parts.push(format!("{}; rel=\"last\"", link(last_page)));
+            let next = match snap.listing_quirk {
+                Some(ListingQuirk::NextLoopsTo { on_page, to_page }) if on_page == page => to_page,
+                _ => page + 1,
+            };
+            let announced_last = match snap.listing_quirk {
+                Some(ListingQuirk::LastUnderstated { last }) => last,
+                _ => last_page,
+            };
+            parts.push(format!("{}; rel=\"next\"", link(next)));
+            parts.push(format!("{}; rel=\"last\"", link(announced_last)));
         }
         if page > 1 {
             parts.push(format!("{}; rel=\"first\"", link(1)));
