@@ -11,6 +11,8 @@ mod codecommit_target;
 mod dir_target;
 #[path = "e2e/aws_services.rs"]
 mod e2e_aws;
+#[path = "e2e/fault_soak.rs"]
+mod fault_soak;
 #[path = "e2e/http_target.rs"]
 mod http_target;
 #[path = "e2e/https_connections.rs"]

@@ -18,6 +18,9 @@
 //!   itself would never advertise ([`GitServer::advertise_extra_refs`]),
 //! - tell which requests it served and how many body bytes went each way
 //!   ([`GitServer::requests`]).
+//!
+//! A served repository can also be made to refuse some ref updates the way a real host's hook does:
+//! [`refuse_refs_at_random`] installs git's own `update` hook in it.
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -1445,6 +1448,59 @@ fn ref_limit_reply(cmds: &Commands, max: usize, how: RefLimitRefusal) -> Vec<u8>
                 pkt_line(format!("ERR {}", msg.trim_end()).as_bytes())
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets that refuse refs
+
+/// The file the refusing `update` hook reads its seed and rate from (`SEED ONE_IN`).
+const REFUSAL_SETTINGS: &str = "test-refuse-refs";
+
+/// git's `update` hook (run by receive-pack once per ref, with the ref name, the old and the new id):
+/// while the settings file exists, it refuses a ref when the CRC (`cksum`) of `SEED REFNAME` is a
+/// multiple of ONE_IN, so the same seed refuses the same refs. A UTC time stamp in the name
+/// (`20261121T100000Z`, as backup refs carry) counts as `STAMP`, so a replay at another time
+/// refuses the same backups. receive-pack then reports that ref
+/// `ng … hook declined` and leaves it alone; the other refs of the push go on (unless the push is
+/// atomic).
+const REFUSING_UPDATE_HOOK: &str = r#"#!/bin/sh
+settings="${GIT_DIR:-.}/test-refuse-refs"
+[ -f "$settings" ] || exit 0
+read -r seed one_in < "$settings" || exit 0
+name=$(printf '%s' "$1" | sed 's/[0-9]\{8\}T[0-9]\{6\}Z/STAMP/g')
+sum=$(printf '%s %s' "$seed" "$name" | cksum | cut -d ' ' -f 1)
+if [ $((sum % one_in)) -eq 0 ]; then
+    echo "test update hook (seed $seed): refusing $1" >&2
+    exit 1
+fi
+exit 0
+"#;
+
+/// Makes the bare repository `repo` refuse about one ref update in `one_in` (at least 1), chosen
+/// deterministically from `seed` and the ref name, with git's own mechanism: an `update` hook (see
+/// [`REFUSING_UPDATE_HOOK`]). Calling it again changes the seed; [`stop_refusing_refs`] ends it.
+pub fn refuse_refs_at_random(repo: &Path, seed: u64, one_in: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let hooks = repo.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap_or_else(|e| panic!("create {}: {e}", hooks.display()));
+    let hook = hooks.join("update");
+    std::fs::write(&hook, REFUSING_UPDATE_HOOK)
+        .unwrap_or_else(|e| panic!("write {}: {e}", hook.display()));
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("make {} executable: {e}", hook.display()));
+    let settings = repo.join(REFUSAL_SETTINGS);
+    std::fs::write(&settings, format!("{seed} {}\n", one_in.max(1)))
+        .unwrap_or_else(|e| panic!("write {}: {e}", settings.display()));
+}
+
+/// Ends [`refuse_refs_at_random`] for `repo`: every ref update is accepted again.
+pub fn stop_refusing_refs(repo: &Path) {
+    let settings = repo.join(REFUSAL_SETTINGS);
+    match std::fs::remove_file(&settings) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => panic!("remove {}: {e}", settings.display()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! with the git CLI, and `World`, which wires them together and runs the real binary against them.
 
 pub mod codecommit_standin;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod git_server;
 pub mod github_fake;
