@@ -130,6 +130,15 @@ pub enum TargetError {
     Name(#[from] UnsafeName),
     #[error("{0}")]
     Api(String),
+    /// Another run is writing this mirror: the repository is skipped, not failed.
+    #[error(transparent)]
+    Locked(#[from] local::lock::Held),
+    /// New ref values need objects the mirror does not have: no ref was moved.
+    #[error("{path}: the refs were not moved: {source}")]
+    Incomplete {
+        path: String,
+        source: local::connectivity::ConnectivityError,
+    },
 }
 
 #[cfg(test)]
