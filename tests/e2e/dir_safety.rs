@@ -161,6 +161,10 @@ async fn a_mirror_locked_by_a_live_run_is_skipped_and_read_only_modes_ignore_the
     let reason = entry["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(&format!("pid {pid}")), "{reason}");
     assert!(reason.contains(&this_host()), "{reason}");
+    assert!(
+        reason.contains("locked.git is locked by another run"),
+        "{reason}"
+    );
     assert_eq!(out.repo("free")["status"], "updated");
     assert_same_refs(&free.bare, &world.mirror("free"));
     assert_eq!(all_refs_of(&locked_mirror), before);

@@ -38,6 +38,9 @@ pub const LOCK_FILE: &str = "repo-mirror.lock";
 pub const STALE_AFTER: Duration =
     Duration::from_secs(2 * crate::run::REPOSITORY_TIME_LIMIT.as_secs());
 
+/// A stale lock taken aside to be removed is named this, then the remover's pid.
+const STALE_PREFIX: &str = "repo-mirror.lock.stale-";
+
 /// A lock file without a readable record is a run's that has just created it, for this long.
 pub const UNREADABLE_GRACE: Duration = Duration::from_secs(60);
 
@@ -117,6 +120,7 @@ impl fmt::Display for Holder {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path} is locked by another run ({holder})")]
 pub struct Held {
+    /// The repository.
     pub path: String,
     /// Who holds it, as far as the lock file tells.
     pub holder: String,
@@ -198,7 +202,7 @@ fn held(path: &Path) -> LockError {
         .and_then(|record| Holder::parse(&record))
         .map_or_else(|| "an unknown run".to_owned(), |h| h.to_string());
     LockError::Held(Held {
-        path: path.display().to_string(),
+        path: path.parent().unwrap_or(path).display().to_string(),
         holder,
     })
 }
@@ -228,7 +232,7 @@ fn clear_if_stale(repo: &Path, path: &Path) -> Result<(), LockError> {
     };
     // Taken aside under a name of its own first, so that of two runs clearing the same stale lock
     // only one removes it, and a lock taken meanwhile by a live run is put back rather than removed.
-    let aside = repo.join(format!("{LOCK_FILE}.stale-{}", std::process::id()));
+    let aside = repo.join(format!("{STALE_PREFIX}{}", std::process::id()));
     match fs::rename(path, &aside) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -257,6 +261,12 @@ fn clear_leftovers(repo: &Path) -> Result<(), LockError> {
         let name = name.to_string_lossy();
         if name.ends_with(".lock") && name != LOCK_FILE && entry.path().is_file() {
             found.push(entry.path());
+        }
+        // A stale lock taken aside by a run that died before removing it.
+        if let Some(pid) = name.strip_prefix(STALE_PREFIX) {
+            if pid.parse().map_or(true, process_is_gone) {
+                found.push(entry.path());
+            }
         }
     }
     let mut dirs = vec![repo.join("refs")];
@@ -373,5 +383,28 @@ mod tests {
         drop(first);
         assert!(!dir.path().join(LOCK_FILE).exists());
         let _again = RepositoryLock::acquire(dir.path()).expect("lock after release");
+    }
+
+    #[test]
+    fn a_dead_remover_s_stale_lock_is_cleared_and_a_live_one_s_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("run true");
+        let dead = child.id();
+        child.wait().expect("true ends");
+        let dead_aside = dir.path().join(format!("{STALE_PREFIX}{dead}"));
+        let live_aside = dir
+            .path()
+            .join(format!("{STALE_PREFIX}{}", std::process::id()));
+        for path in [&dead_aside, &live_aside] {
+            fs::write(path, "pid=1\nhost=h\nstarted=0\n").expect("write");
+        }
+        let _lock = RepositoryLock::acquire(dir.path()).expect("lock");
+        assert!(!dead_aside.exists());
+        assert!(
+            live_aside.exists(),
+            "another run may be about to put it back"
+        );
     }
 }
