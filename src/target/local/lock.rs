@@ -17,8 +17,8 @@
 //!
 //! While the lock is held, nothing else writes the repository, so gix's `*.lock` files (`HEAD.lock`,
 //! `packed-refs.lock`, `refs/**.lock`) and the indexer's `objects/pack/tmp_*` files found there can
-//! only be left by a run that was killed: they are removed (with a line on stderr), so that a killed
-//! run never wedges a mirror. (The mirror directory belongs to repo-mirror: a git command run in it by
+//! only be left by a run that was killed: before its first write, the run removes them (with a line on
+//! stderr), so that a killed run never wedges a mirror. (The mirror directory belongs to repo-mirror: a git command run in it by
 //! hand at the same time would lose its locks.)
 //!
 //! The lock is released when dropped, on every path.
@@ -152,22 +152,34 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Lock
 #[derive(Debug)]
 pub struct RepositoryLock {
     path: PathBuf,
+    /// Whether [`RepositoryLock::clear_leftovers`] has run.
+    cleared: bool,
 }
 
 impl RepositoryLock {
-    /// Takes the lock of the repository at `repo`, clearing a lock left by a dead run, then clears
-    /// what a killed run left in the repository.
+    /// Takes the lock of the repository at `repo`, clearing a lock left by a dead run.
     pub fn acquire(repo: &Path) -> Result<RepositoryLock, LockError> {
         let path = repo.join(LOCK_FILE);
-        let lock = match try_create(&path)? {
-            Some(lock) => lock,
+        match try_create(&path)? {
+            Some(lock) => Ok(lock),
             None => {
                 clear_if_stale(repo, &path)?;
-                try_create(&path)?.ok_or_else(|| held(&path))?
+                Ok(try_create(&path)?.ok_or_else(|| held(&path))?)
             }
-        };
-        clear_leftovers(repo)?;
-        Ok(lock)
+        }
+    }
+
+    /// Removes what a killed run left in the repository (once; later calls do nothing). Called
+    /// before the first write rather than when the lock is taken, so that a repository the run
+    /// decides not to write is left exactly as it was.
+    pub fn clear_leftovers(&mut self) -> Result<(), LockError> {
+        if !self.cleared {
+            if let Some(repo) = self.path.parent() {
+                clear_leftovers(repo)?;
+            }
+            self.cleared = true;
+        }
+        Ok(())
     }
 }
 
@@ -187,6 +199,7 @@ fn try_create(path: &Path) -> Result<Option<RepositoryLock>, LockError> {
     };
     let lock = RepositoryLock {
         path: path.to_owned(),
+        cleared: false,
     };
     // From here on, dropping `lock` removes the file again.
     file.write_all(Holder::me().to_record().as_bytes())
@@ -400,7 +413,12 @@ mod tests {
         for path in [&dead_aside, &live_aside] {
             fs::write(path, "pid=1\nhost=h\nstarted=0\n").expect("write");
         }
-        let _lock = RepositoryLock::acquire(dir.path()).expect("lock");
+        let mut lock = RepositoryLock::acquire(dir.path()).expect("lock");
+        assert!(
+            dead_aside.exists(),
+            "nothing is cleared before the first write"
+        );
+        lock.clear_leftovers().expect("cleared");
         assert!(!dead_aside.exists());
         assert!(
             live_aside.exists(),

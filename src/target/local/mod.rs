@@ -36,7 +36,7 @@ pub struct LocalMirror {
     /// connectivity check stops at them.
     connected: HashSet<ObjectId>,
     /// Held while the mirror may be written; released when the mirror is dropped.
-    _lock: Option<RepositoryLock>,
+    lock: Option<RepositoryLock>,
 }
 
 fn local_error(path: &Path, message: impl std::fmt::Display) -> TargetError {
@@ -89,7 +89,7 @@ impl LocalMirror {
             repo,
             refs: RefMap::new(),
             connected: HashSet::new(),
-            _lock: lock,
+            lock,
         };
         mirror.reread_refs()?;
         mirror.connected = mirror.refs.values().map(|value| value.oid).collect();
@@ -112,6 +112,20 @@ impl LocalMirror {
             }
         }
         Ok(refs)
+    }
+
+    /// Makes the repository ready for this run's first write: clears what a killed run left there
+    /// (see [`lock`]). Writing without the repository lock is refused.
+    pub fn prepare_to_write(&mut self) -> Result<(), TargetError> {
+        match self.lock.as_mut() {
+            Some(lock) => lock
+                .clear_leftovers()
+                .map_err(|err| local_error(&self.path, err)),
+            None => Err(local_error(
+                &self.path,
+                "opened read-only: the repository lock is not held",
+            )),
+        }
     }
 
     /// Stores the pack, indexed and flushed to disk, in `objects/pack` (in bounded memory, see
@@ -188,6 +202,7 @@ impl Mirror for LocalMirror {
         commands: &[Command],
         pack: Option<&mut dyn Read>,
     ) -> Result<PushOutcome, TargetError> {
+        self.prepare_to_write()?;
         let indexed = match pack {
             Some(pack) => self.index_pack(pack)?,
             None => None,
@@ -260,6 +275,7 @@ impl Mirror for LocalMirror {
         if current.as_deref() == Some(branch) {
             return Ok(());
         }
+        self.prepare_to_write()?;
         let target = branch.try_into().map_err(|err| {
             local_error(
                 &self.path,
