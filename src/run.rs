@@ -330,9 +330,12 @@ fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str)
         applied: false,
     };
     let result = mirror_repository_inner(context, repo, target_name, &mut progress);
-    let status = match &result {
-        Err(_) => RepoStatus::Failed,
-        Ok(status) => *status,
+    let (status, error, reason) = match result {
+        Ok(status) => (status, None, None),
+        Err(err) => match skip_reason(&err) {
+            Some(reason) => (RepoStatus::Skipped, None, Some(reason)),
+            None => (RepoStatus::Failed, Some(err.to_string()), None),
+        },
     };
     RepoReport {
         name: repo.name.clone(),
@@ -342,8 +345,17 @@ fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str)
         objects: progress.objects,
         bytes: progress.bytes,
         duration_ms: 0,
-        error: result.err().map(|err| err.to_string()),
-        reason: None,
+        error,
+        reason,
+    }
+}
+
+/// Errors that mean "not this time" rather than a failure: the repository is reported skipped, with
+/// this reason. Another run holding the mirror's lock is the only one.
+fn skip_reason(err: &RepoError) -> Option<String> {
+    match err {
+        RepoError::Target(TargetError::Locked(held)) => Some(held.to_string()),
+        _ => None,
     }
 }
 

@@ -7,6 +7,8 @@ mod support;
 mod adoption_and_backups;
 #[path = "e2e/codecommit_target.rs"]
 mod codecommit_target;
+#[path = "e2e/dir_safety.rs"]
+mod dir_safety;
 #[path = "e2e/dir_target.rs"]
 mod dir_target;
 #[path = "e2e/aws_services.rs"]

@@ -4,7 +4,6 @@
 
 pub mod codecommit;
 pub mod local;
-pub mod local_record;
 pub mod remote;
 
 use std::path::PathBuf;
@@ -136,6 +135,15 @@ pub enum TargetError {
         operation: &'static str,
         repository: String,
         detail: String,
+    },
+    /// Another run is writing this mirror: the repository is skipped, not failed.
+    #[error(transparent)]
+    Locked(#[from] local::lock::Held),
+    /// New ref values need objects the mirror does not have: no ref was moved.
+    #[error("{path}: the refs were not moved: {source}")]
+    Incomplete {
+        path: String,
+        source: local::connectivity::ConnectivityError,
     },
 }
 

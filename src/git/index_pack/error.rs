@@ -25,6 +25,10 @@ pub enum IndexPackError {
         to: PathBuf,
         source: io::Error,
     },
+    #[error("could not flush {path} to disk: {source}")]
+    Sync { path: PathBuf, source: io::Error },
+    #[error("could not remove {path}: {source}")]
+    Remove { path: PathBuf, source: io::Error },
     #[error("reading the pack stream failed at offset {offset}: {source}")]
     Input { offset: u64, source: io::Error },
     #[error("the pack stream ended at offset {offset}, before the pack did")]

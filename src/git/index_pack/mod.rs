@@ -7,8 +7,9 @@
 //! stream. Pass two ([`resolve`]) gives deltas their ids by applying them, depth first from each
 //! whole object, to bases read back from the file (never mapped), keeping only the chain being
 //! resolved, and large bases in a scratch file rather than in memory. Then a version 2 index
-//! ([`idx`]) is written, and pack and index are renamed to `pack-<checksum>.pack`/`.idx`, pack first,
-//! so that no reader ever sees an index without its pack.
+//! ([`idx`]) is written; pack and index are flushed to disk (`fsync`) and renamed to
+//! `pack-<checksum>.pack`/`.idx`, pack first, so that no reader ever sees an index without its pack,
+//! and the directory is flushed too, so that both names survive a crash before any ref names them.
 //!
 //! Memory is bounded by a few fixed buffers, the memory budget for delta bases, and what every index
 //! needs per object (offset, CRC32, id, delta links: under 200 bytes an object at the peak, as with
@@ -23,7 +24,7 @@ mod scan;
 mod store;
 mod temp;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,29 @@ pub struct IndexedPack {
     /// The pack's trailer, which names it.
     pub checksum: ObjectId,
     pub objects: usize,
+    /// The files this call put in place (a file of the same name already there is kept and not
+    /// listed), index first: the order in which to remove them should the pack be refused.
+    pub new_files: Vec<PathBuf>,
+}
+
+impl IndexedPack {
+    /// Takes the files this indexing put in place out again, index first so that no reader sees an
+    /// index without its pack. Files already there before are left alone.
+    pub fn remove_new_files(&self) -> Result<(), IndexPackError> {
+        for path in &self.new_files {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(IndexPackError::Remove {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads a whole pack from `input` and stores it, indexed, in `pack_dir` (a repository's
@@ -88,12 +112,13 @@ fn index_pack_with_budget(
         })
         .collect();
     let index = write_index_file(&mut records, &scanned.checksum, pack_dir)?;
-    let (pack_path, index_path) = install(pack, index, pack_dir, &scanned.checksum)?;
+    let installed = install(pack, index, pack_dir, &scanned.checksum)?;
     Ok(Some(IndexedPack {
-        pack_path,
-        index_path,
+        pack_path: installed.pack_path,
+        index_path: installed.index_path,
         checksum: scanned.checksum,
         objects: records.len(),
+        new_files: installed.new_files,
     }))
 }
 
@@ -115,26 +140,60 @@ fn write_index_file(
     Ok(index)
 }
 
-/// Moves pack and index to their names, the pack first; a file of that name already there is kept.
-/// Should the index fail to move, a pack moved just now is taken out again.
+/// Where [`install`] put pack and index, and which of them it moved there (index first).
+struct Installed {
+    pack_path: PathBuf,
+    index_path: PathBuf,
+    new_files: Vec<PathBuf>,
+}
+
+/// Flushes pack and index to disk, then moves them to their names, the pack first; a file of that
+/// name already there is kept. Then flushes `pack_dir`, so that the new names are on disk before any
+/// ref can name the pack's objects. Should the index fail to move, a pack moved just now is taken
+/// out again.
 fn install(
     pack: TempFile,
     index: TempFile,
     pack_dir: &Path,
     checksum: &ObjectId,
-) -> Result<(PathBuf, PathBuf), IndexPackError> {
+) -> Result<Installed, IndexPackError> {
+    pack.sync()?;
+    index.sync()?;
     let name = format!("pack-{checksum}");
     let pack_path = pack_dir.join(format!("{name}.pack"));
     let index_path = pack_dir.join(format!("{name}.idx"));
     let pack_moved = pack.install(&pack_path)?;
-    if let Err(err) = index.install(&index_path) {
-        if pack_moved {
-            // Best effort: the index failure is what gets reported.
-            let _ = std::fs::remove_file(&pack_path);
+    let index_moved = match index.install(&index_path) {
+        Ok(moved) => moved,
+        Err(err) => {
+            if pack_moved {
+                // Best effort: the index failure is what gets reported.
+                let _ = std::fs::remove_file(&pack_path);
+            }
+            return Err(err);
         }
-        return Err(err);
-    }
-    Ok((pack_path, index_path))
+    };
+    sync_directory(pack_dir)?;
+    let new_files = [(index_moved, &index_path), (pack_moved, &pack_path)]
+        .into_iter()
+        .filter(|(moved, _)| *moved)
+        .map(|(_, path)| path.clone())
+        .collect();
+    Ok(Installed {
+        pack_path,
+        index_path,
+        new_files,
+    })
+}
+
+/// Flushes a directory's entries (new names, renames) to disk.
+fn sync_directory(dir: &Path) -> Result<(), IndexPackError> {
+    std::fs::File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|source| IndexPackError::Sync {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// Finishes a SHA-1, naming `what` was hashed should collision detection refuse it.

@@ -61,6 +61,14 @@ impl TempFile {
         &self.file
     }
 
+    /// Flushes the file's content to disk.
+    pub(super) fn sync(&self) -> Result<(), IndexPackError> {
+        self.file.sync_all().map_err(|source| IndexPackError::Sync {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// Renames the file to `target`, unless `target` already exists: then the existing file is kept
     /// and this one deleted. Returns whether the file was moved.
     pub(super) fn install(mut self, target: &Path) -> Result<bool, IndexPackError> {

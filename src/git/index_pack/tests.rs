@@ -34,7 +34,7 @@ fn git_command(dir: &Path, args: &[&str]) -> Command {
 }
 
 /// Runs git in `dir` with `stdin`, asserting success; returns its standard output.
-fn git_with_input(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+pub(crate) fn git_with_input(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     let mut child = git_command(dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -53,7 +53,8 @@ fn git_with_input(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     output.stdout
 }
 
-fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
+/// Runs git in `dir`, asserting success; returns its standard output.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
     git_with_input(dir, args, b"")
 }
 
@@ -393,8 +394,24 @@ fn a_pack_already_there_is_kept() {
     let second = index_pack(&mut &pack[..], &target.pack_dir())
         .expect("indexes again")
         .expect("has objects");
-    assert_eq!(first, second);
+    assert_eq!(
+        first.new_files,
+        [first.index_path.clone(), first.pack_path.clone()]
+    );
+    assert!(second.new_files.is_empty(), "{second:?}");
+    assert_eq!(
+        IndexedPack {
+            new_files: Vec::new(),
+            ..first.clone()
+        },
+        second
+    );
     assert_eq!(target.pack_dir_listing(), listing);
+    // Removing what the second call put in place (nothing) keeps the pack that was there.
+    second.remove_new_files().expect("nothing to remove");
+    assert_eq!(target.pack_dir_listing(), listing);
+    first.remove_new_files().expect("removes index and pack");
+    assert!(!first.pack_path.exists() && !first.index_path.exists());
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::TargetError;
 use crate::adoption::SourceRecord;
+use crate::target::TargetError;
 
 /// The git config key that records the source of a `dir:` mirror.
 pub const KEY: &str = "repomirror.source";

@@ -1,8 +1,18 @@
-//! The `dir:PATH` target: bare repositories `PATH/NAME.git` written with gix and no git binary. The
-//! forwarded pack is indexed straight into `objects/pack`, in bounded memory, by
-//! [`crate::git::index_pack`], and the ref edits are applied in one gix ref
-//! transaction, each checked against the value the plan saw.
+//! The `dir:PATH` target: bare repositories `PATH/NAME.git` written with gix and no git binary, the
+//! way git's receive-pack writes them.
+//!
+//! A run that may change the mirror holds its repository lock ([`lock`]) from opening to the end.
+//! The forwarded pack is indexed straight into `objects/pack`, in bounded memory, by
+//! [`crate::git::index_pack`], which flushes pack, index and directory to disk. Before any ref moves,
+//! every new ref value is checked to be connected ([`connectivity`]); a pack that fails the check is
+//! taken out again and no ref moves. Then the ref edits are applied in one gix ref transaction, each
+//! checked against the value the plan saw.
 
+pub mod connectivity;
+pub mod lock;
+pub mod record;
+
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -11,17 +21,24 @@ use gix::refs::Target;
 
 use super::{Mirror, TargetError};
 use crate::adoption::SourceRecord;
-use crate::git::index_pack::index_pack;
+use crate::git::index_pack::{index_pack, IndexedPack};
 use crate::git::receive_pack::PushOutcome;
 use crate::git::upload_pack::PackForm;
 use crate::plan::Command;
 use crate::refs::{ObjectId, RefMap, RefValue};
+use connectivity::{check_connected, NewTip};
+use lock::{LockError, RepositoryLock};
 
 /// A local bare repository.
 pub struct LocalMirror {
     path: PathBuf,
     repo: gix::Repository,
     refs: RefMap,
+    /// Values of refs the mirror held when opened or that this run wrote: connected, so the
+    /// connectivity check stops at them.
+    connected: HashSet<ObjectId>,
+    /// Held while the mirror may be written; released when the mirror is dropped.
+    lock: Option<RepositoryLock>,
 }
 
 fn local_error(path: &Path, message: impl std::fmt::Display) -> TargetError {
@@ -37,12 +54,13 @@ pub fn mirror_path(root: &Path, name: &str) -> PathBuf {
 }
 
 impl LocalMirror {
-    /// Opens `root/NAME.git`; when it is missing, creates it if `create`, else returns `None`.
-    /// The boolean says whether it was created now.
+    /// Opens `root/NAME.git`. `writable` says the run may change the mirror: it is then created
+    /// when missing and its repository lock taken (read-only runs take no lock and get `None` for a
+    /// missing mirror). The boolean says whether it was created now.
     pub fn open(
         root: &Path,
         name: &str,
-        create: bool,
+        writable: bool,
     ) -> Result<Option<(LocalMirror, bool)>, TargetError> {
         let path = mirror_path(root, name);
         let (repo, created) = if path.exists() {
@@ -51,7 +69,7 @@ impl LocalMirror {
                     .map_err(|err| local_error(&path, format!("not a git repository: {err}")))?,
                 false,
             )
-        } else if create {
+        } else if writable {
             std::fs::create_dir_all(root).map_err(|err| local_error(root, err))?;
             (
                 gix::init_bare(&path).map_err(|err| local_error(&path, err))?,
@@ -60,12 +78,23 @@ impl LocalMirror {
         } else {
             return Ok(None);
         };
+        let lock = if writable {
+            Some(RepositoryLock::acquire(&path).map_err(|err| match err {
+                LockError::Held(held) => TargetError::Locked(held),
+                other => local_error(&path, other),
+            })?)
+        } else {
+            None
+        };
         let mut mirror = LocalMirror {
             path,
             repo,
             refs: RefMap::new(),
+            connected: HashSet::new(),
+            lock,
         };
         mirror.reread_refs()?;
+        mirror.connected = mirror.refs.values().map(|value| value.oid).collect();
         Ok(Some((mirror, created)))
     }
 
@@ -87,17 +116,63 @@ impl LocalMirror {
         Ok(refs)
     }
 
-    /// Stores the pack, indexed, in `objects/pack` (in bounded memory, see
-    /// [`crate::git::index_pack`]), then reads `pack` to its end.
-    fn index_pack(&self, pack: &mut dyn Read) -> Result<(), TargetError> {
+    /// Makes the repository ready for this run's first write: clears what a killed run left there
+    /// (see [`lock`]). Writing without the repository lock is refused.
+    pub fn prepare_to_write(&mut self) -> Result<(), TargetError> {
+        match self.lock.as_mut() {
+            Some(lock) => lock
+                .clear_leftovers()
+                .map_err(|err| local_error(&self.path, err)),
+            None => Err(local_error(
+                &self.path,
+                "opened read-only: the repository lock is not held",
+            )),
+        }
+    }
+
+    /// Stores the pack, indexed and flushed to disk, in `objects/pack` (in bounded memory, see
+    /// [`crate::git::index_pack`]), then reads `pack` to its end. Returns the pack stored, if it
+    /// had objects.
+    fn index_pack(&self, pack: &mut dyn Read) -> Result<Option<IndexedPack>, TargetError> {
         let pack_dir = self.repo.objects.store_ref().path().join("pack");
         std::fs::create_dir_all(&pack_dir).map_err(|err| local_error(&pack_dir, err))?;
-        index_pack(pack, &pack_dir).map_err(|err| {
+        let indexed = index_pack(pack, &pack_dir).map_err(|err| {
             local_error(&self.path, format!("the pack could not be indexed: {err}"))
         })?;
         // Reading to the end checks the trailer in the caller's pack stream and leaves the source's
         // response fully consumed for its next request.
-        io::copy(pack, &mut io::sink()).map_err(|err| local_error(&self.path, err))?;
+        let drained = io::copy(pack, &mut io::sink()).map_err(|err| local_error(&self.path, err));
+        if let Err(err) = drained {
+            self.remove_pack(indexed.as_ref());
+            return Err(err);
+        }
+        Ok(indexed)
+    }
+
+    /// Takes a pack this run stored out again (best effort: the reason it is refused is what gets
+    /// reported; a pack left behind holds objects nothing names, which git gc removes).
+    fn remove_pack(&self, indexed: Option<&IndexedPack>) {
+        if let Some(indexed) = indexed {
+            let _ = indexed.remove_new_files();
+        }
+    }
+
+    /// Checks that every new value `commands` give a ref is connected (see [`connectivity`]).
+    fn check_connected(&self, commands: &[Command]) -> Result<(), TargetError> {
+        let tips: Vec<NewTip> = commands
+            .iter()
+            .filter(|command| !command.is_delete())
+            .map(|command| NewTip {
+                name: command.name.clone(),
+                id: command.new,
+            })
+            .collect();
+        check_connected(&self.repo, &tips, &self.connected).map_err(|source| {
+            TargetError::Incomplete {
+                path: self.path.display().to_string(),
+                source,
+            }
+        })?;
         Ok(())
     }
 }
@@ -129,8 +204,14 @@ impl Mirror for LocalMirror {
         commands: &[Command],
         pack: Option<&mut dyn Read>,
     ) -> Result<PushOutcome, TargetError> {
-        if let Some(pack) = pack {
-            self.index_pack(pack)?;
+        self.prepare_to_write()?;
+        let indexed = match pack {
+            Some(pack) => self.index_pack(pack)?,
+            None => None,
+        };
+        if let Err(err) = self.check_connected(commands) {
+            self.remove_pack(indexed.as_ref());
+            return Err(err);
         }
         let mut edits = Vec::with_capacity(commands.len());
         for command in commands {
@@ -170,6 +251,12 @@ impl Mirror for LocalMirror {
         self.repo
             .edit_references(edits)
             .map_err(|err| local_error(&self.path, format!("the ref transaction failed: {err}")))?;
+        self.connected.extend(
+            commands
+                .iter()
+                .filter(|command| !command.is_delete())
+                .map(|command| command.new),
+        );
         Ok(PushOutcome::default())
     }
 
@@ -179,11 +266,13 @@ impl Mirror for LocalMirror {
     }
 
     fn source_record(&mut self) -> Result<SourceRecord, TargetError> {
-        super::local_record::read(&self.path)
+        record::read(&self.path)
     }
 
     fn write_source_record(&mut self, source_url: &str) -> Result<(), TargetError> {
-        super::local_record::write(&self.path, source_url)
+        // A killed run's `config.lock` would otherwise stand in the way.
+        self.prepare_to_write()?;
+        record::write(&self.path, source_url)
     }
 
     fn set_head(&mut self, branch: &str) -> Result<(), TargetError> {
@@ -198,6 +287,7 @@ impl Mirror for LocalMirror {
         if current.as_deref() == Some(branch) {
             return Ok(());
         }
+        self.prepare_to_write()?;
         let target = branch.try_into().map_err(|err| {
             local_error(
                 &self.path,
@@ -207,7 +297,8 @@ impl Mirror for LocalMirror {
         let edit = RefEdit {
             change: Change::Update {
                 log: LogChange {
-                    mode: RefLog::Only,
+                    // `RefLog::Only` would write the reflog and leave HEAD where it was.
+                    mode: RefLog::AndReference,
                     force_create_reflog: false,
                     message: "repo-mirror: default branch".into(),
                 },
