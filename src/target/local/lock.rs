@@ -13,7 +13,8 @@
 //! naming the holder, unless the holder is gone: the lock is older than [`STALE_AFTER`] (no run holds
 //! a repository that long), or it was taken on this host by a process that no longer exists. Such a
 //! lock is removed with a line on stderr and taken. A lock whose content cannot be read is judged by
-//! its age alone, with [`UNREADABLE_GRACE`] for a run that has just created it and not yet written it.
+//! its age alone, with [`UNREADABLE_GRACE`] (this program never leaves one: it links a complete record
+//! into place).
 //!
 //! While the lock is held, nothing else writes the repository, so gix's `*.lock` files (`HEAD.lock`,
 //! `packed-refs.lock`, `refs/**.lock`) and the indexer's `objects/pack/tmp_*` files found there can
@@ -41,7 +42,11 @@ pub const STALE_AFTER: Duration =
 /// A stale lock taken aside to be removed is named this, then the remover's pid.
 const STALE_PREFIX: &str = "repo-mirror.lock.stale-";
 
-/// A lock file without a readable record is a run's that has just created it, for this long.
+/// A run writes its record here (then the pid) before linking it to [`LOCK_FILE`].
+const DRAFT_PREFIX: &str = "repo-mirror.lock.new-";
+
+/// A lock file without a readable record (not one this program writes: it links the lock only once
+/// the record is complete) is judged by its age: younger than this, it is taken to be in use.
 pub const UNREADABLE_GRACE: Duration = Duration::from_secs(60);
 
 /// Who holds a repository lock.
@@ -190,22 +195,36 @@ impl Drop for RepositoryLock {
     }
 }
 
-/// Creates the lock file with this run's record, or `None` if it exists.
+/// Creates the lock file with this run's record, or `None` if it exists. The record is written to a
+/// file of this run's own first and then linked to the lock's name (which fails if the name is taken),
+/// so the lock never exists without its record — a run killed at any moment leaves either no lock or
+/// one that names it.
 fn try_create(path: &Path) -> Result<Option<RepositoryLock>, LockError> {
-    let mut file = match OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
-        Err(source) => return Err(io_error("create", path)(source)),
-    };
-    let lock = RepositoryLock {
-        path: path.to_owned(),
-        cleared: false,
-    };
-    // From here on, dropping `lock` removes the file again.
-    file.write_all(Holder::me().to_record().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("write", path))?;
-    Ok(Some(lock))
+    let repo = path.parent().unwrap_or(path);
+    let draft = repo.join(format!("{DRAFT_PREFIX}{}", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&draft)
+        .and_then(|mut file| {
+            file.write_all(Holder::me().to_record().as_bytes())?;
+            file.sync_all()
+        });
+    if let Err(source) = written {
+        let _ = fs::remove_file(&draft);
+        return Err(io_error("write", &draft)(source));
+    }
+    let linked = fs::hard_link(&draft, path);
+    let _ = fs::remove_file(&draft);
+    match linked {
+        Ok(()) => Ok(Some(RepositoryLock {
+            path: path.to_owned(),
+            cleared: false,
+        })),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(source) => Err(io_error("create", path)(source)),
+    }
 }
 
 /// The lock as another run holds it, for the report.
@@ -275,8 +294,11 @@ fn clear_leftovers(repo: &Path) -> Result<(), LockError> {
         if name.ends_with(".lock") && name != LOCK_FILE && entry.path().is_file() {
             found.push(entry.path());
         }
-        // A stale lock taken aside by a run that died before removing it.
-        if let Some(pid) = name.strip_prefix(STALE_PREFIX) {
+        // A stale lock taken aside, or a lock record drafted, by a run that died before removing it.
+        if let Some(pid) = name
+            .strip_prefix(STALE_PREFIX)
+            .or_else(|| name.strip_prefix(DRAFT_PREFIX))
+        {
             if pid.parse().map_or(true, process_is_gone) {
                 found.push(entry.path());
             }
@@ -396,6 +418,29 @@ mod tests {
         drop(first);
         assert!(!dir.path().join(LOCK_FILE).exists());
         let _again = RepositoryLock::acquire(dir.path()).expect("lock after release");
+    }
+
+    #[test]
+    fn the_lock_never_exists_without_its_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lock = RepositoryLock::acquire(dir.path()).expect("lock");
+        let record = fs::read_to_string(dir.path().join(LOCK_FILE)).expect("lock file");
+        assert_eq!(
+            Holder::parse(&record).map(|h| (h.pid, h.host)),
+            Some((std::process::id(), this_host()))
+        );
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![LOCK_FILE.to_owned()], "no draft left behind");
+        drop(lock);
+        // A draft left by a killed run (a pid that is gone) is cleared with the other leftovers.
+        let draft = dir.path().join(format!("{DRAFT_PREFIX}{}", u32::MAX));
+        fs::write(&draft, "pid=").expect("draft");
+        let mut lock = RepositoryLock::acquire(dir.path()).expect("lock again");
+        lock.clear_leftovers().expect("clear");
+        assert!(!draft.exists());
     }
 
     #[test]
