@@ -220,6 +220,10 @@ pub fn ancestry_questions(source: &RefMap, target: &RefMap) -> Vec<(ObjectId, Ob
 /// Plans one repository: which target refs change, how, and in which pushes.
 pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Policy) -> Plan {
     let protected_by = |name: &str| policy.protected.iter().find(|glob| glob.matches(name));
+    let stamp = match policy.diverged {
+        DivergedPolicy::Backup => free_backup_stamp(&policy.backup_stamp, target),
+        _ => policy.backup_stamp.clone(),
+    };
     let mut changes = Vec::new();
     let mut backups = Vec::new();
     let mut commands = Vec::new();
@@ -305,7 +309,7 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
                 continue;
             }
             (Some(why), DivergedPolicy::Backup) => {
-                let backup = backup_name(&policy.backup_stamp, name);
+                let backup = backup_name(&stamp, name);
                 changes.push(change(
                     ChangeKind::Force,
                     Some(format!(
@@ -384,6 +388,27 @@ pub fn plan(source: &RefMap, target: &RefMap, ancestry: &Ancestry, policy: &Poli
 
 fn null() -> ObjectId {
     ObjectId::null(gix::hash::Kind::Sha1)
+}
+
+/// This run's backup stamp, made unique within the target: when the target already holds backups
+/// under it (another run in the same second), `STAMP-2`, `STAMP-3`, … — a backup is always a new
+/// ref, never one that could collide with an earlier run's.
+fn free_backup_stamp(stamp: &str, target: &RefMap) -> String {
+    let taken = |candidate: &str| {
+        let prefix = format!("{BACKUP_NAMESPACE}{candidate}/");
+        target
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(name, _)| name.starts_with(&prefix))
+            || target.contains_key(&format!("{BACKUP_NAMESPACE}{candidate}"))
+    };
+    if !taken(stamp) {
+        return stamp.to_owned();
+    }
+    (2..)
+        .map(|n| format!("{stamp}-{n}"))
+        .find(|candidate| !taken(candidate))
+        .unwrap_or_else(|| stamp.to_owned())
 }
 
 fn backup_name(stamp: &str, name: &str) -> String {

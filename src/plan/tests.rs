@@ -144,6 +144,32 @@ fn diverged_branch_under_each_policy() {
 }
 
 #[test]
+fn a_backup_never_reuses_a_name_an_earlier_run_took() {
+    let source = refs(&[("refs/heads/main", 2)]);
+    let mut target = refs(&[("refs/heads/main", 1)]);
+    // A run in the same second already backed up other refs under this stamp.
+    target.insert(
+        "refs/mirror-backup/20261121T100000Z/heads/main".into(),
+        RefValue::direct(oid(7)),
+    );
+    target.insert(
+        "refs/mirror-backup/20261121T100000Z-2/heads/x".into(),
+        RefValue::direct(oid(8)),
+    );
+    let mut p = policy();
+    p.diverged = DivergedPolicy::Backup;
+    let planned = plan(&source, &target, &Ancestry::new(), &p);
+    assert_eq!(
+        planned.backups[0].name,
+        "refs/mirror-backup/20261121T100000Z-3/heads/main"
+    );
+    assert!(planned
+        .all_batches()
+        .flat_map(|b| &b.commands)
+        .all(|c| !target.contains_key(&c.name) || !c.old.is_null()));
+}
+
+#[test]
 fn a_forced_update_waits_for_its_backup_to_be_confirmed() {
     let source = refs(&[("refs/heads/main", 2), ("refs/heads/other", 5)]);
     let target = refs(&[("refs/heads/main", 1), ("refs/heads/other", 4)]);
@@ -437,7 +463,7 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    const NAMES: [&str; 8] = [
+    const NAMES: [&str; 9] = [
         "refs/heads/main",
         "refs/heads/dev",
         "refs/heads/security/fix",
@@ -445,6 +471,8 @@ mod properties {
         "refs/tags/v1",
         "refs/tags/v2",
         "refs/mirror-backup/old/heads/main",
+        // Taken by an earlier run in the same second as this one.
+        "refs/mirror-backup/20261201T070000Z/heads/main",
         "refs/pull/1/head",
     ];
 
