@@ -63,42 +63,59 @@ fn first_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use bytes::Bytes;
+    use futures_util::StreamExt;
     use http_body_util::{Full, StreamBody};
 
-    fn endless_body() -> StreamBody<
-        futures_util::stream::RepeatWith<
-            impl FnMut() -> Result<http_body::Frame<Bytes>, std::convert::Infallible>,
-        >,
-    > {
+    /// A body of 64 frames of 1 MiB, and how many of them were read so far.
+    fn large_body() -> (
+        impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> + Unpin,
+        Arc<AtomicUsize>,
+    ) {
         let megabyte = Bytes::from(vec![b'x'; 1024 * 1024]);
-        StreamBody::new(futures_util::stream::repeat_with(move || {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&pulled);
+        let frames = futures_util::stream::repeat_with(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
             Ok(http_body::Frame::data(megabyte.clone()))
-        }))
+        })
+        .take(64);
+        (StreamBody::new(frames), pulled)
     }
 
     #[tokio::test]
-    async fn a_body_without_end_is_refused_at_the_limit() {
-        let response = http::Response::new(endless_body());
-        let refused = read_bounded(response, 3 * 1024 * 1024).await.unwrap_err();
+    async fn a_long_body_is_refused_at_the_limit_and_the_rest_left_unread() {
+        let (body, pulled) = large_body();
+        let refused = read_bounded(http::Response::new(body), 3 * 1024 * 1024)
+            .await
+            .unwrap_err();
         assert!(
             matches!(refused, BodyError::TooLarge { limit } if limit == 3 * 1024 * 1024),
             "{refused}"
+        );
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            4,
+            "read up to the frame past the limit"
         );
     }
 
     #[tokio::test]
     async fn a_declared_length_over_the_limit_is_refused_unread() {
-        // The body itself would never end: only the header can have refused it.
+        let (body, pulled) = large_body();
         let response = http::Response::builder()
             .header(http::header::CONTENT_LENGTH, (64u64 << 20).to_string())
-            .body(endless_body())
+            .body(body)
             .unwrap();
         let refused = read_bounded(response, 1024).await.unwrap_err();
         assert!(
             matches!(refused, BodyError::TooLarge { limit: 1024 }),
             "{refused}"
         );
+        assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing read");
     }
 
     #[tokio::test]
