@@ -49,6 +49,8 @@ pub enum RepoError {
     Git(#[from] GitError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Source(#[from] crate::source::github::SourceError),
     #[error("the target refused {count} ref update(s): {details}")]
     Refused { count: usize, details: String },
     #[error("after the push the target does not hold what was pushed: {0}")]
@@ -376,7 +378,9 @@ fn mirror_repository_inner(
     });
     let source_endpoint = Endpoint {
         url: repo.clone_url.clone(),
-        credentials: context.github.git_credentials(),
+        // Asked for per repository, right before connecting: a GitHub App's token is renewed here
+        // when it is about to expire.
+        credentials: context.handle.block_on(context.github.git_credentials())?,
         deadline,
     };
     let mut source = SourceConnection::open(&source_endpoint)?;

@@ -15,6 +15,8 @@ mod dir_target;
 mod e2e_aws;
 #[path = "e2e/fault_soak.rs"]
 mod fault_soak;
+#[path = "e2e/github_app_tokens.rs"]
+mod github_app_tokens;
 #[path = "e2e/http_target.rs"]
 mod http_target;
 #[path = "e2e/https_connections.rs"]

@@ -1,22 +1,34 @@
 //! GitHub's REST API through octocrab: the organisation's (or user's) repositories with full
 //! pagination, rate limits and server errors waited out within a bound, and the compare API that tells
-//! a fast-forward from a forced update without any local objects.
+//! a fast-forward from a forced update without any local objects. Every request is made with the
+//! current token (a GitHub App's renewed before it expires, see `app_token`), and no answer is read
+//! past [`MAX_ANSWER_BYTES`] (see `bounded_body`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, StatusCode};
 use octocrab::Octocrab;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::git::Credentials;
 use crate::refs::ObjectId;
+
+mod app_token;
+mod bounded_body;
+
+use app_token::InstallationTokens;
+pub use app_token::{TokenError, RENEWAL_MARGIN};
+pub use bounded_body::MAX_ANSWER_BYTES;
+use bounded_body::{read_bounded, BodyError};
 
 /// How the source is authenticated.
 #[derive(Clone)]
 pub enum GitHubAuth {
     Anonymous,
     Token(String),
-    /// A GitHub App installation; its token is obtained at connect time.
+    /// A GitHub App installation; its tokens are obtained at connect time and renewed before they
+    /// expire.
     App {
         app_id: u64,
         installation_id: u64,
@@ -73,6 +85,10 @@ pub enum SourceError {
     ApiUrl { url: String, message: String },
     #[error("GitHub App credentials are not usable: {0}")]
     App(String),
+    #[error(transparent)]
+    InstallationToken(#[from] TokenError),
+    #[error("GitHub's answer to GET {path} is larger than {limit} bytes, the most a run reads of one answer")]
+    AnswerTooLarge { path: String, limit: u64 },
     #[error("GitHub rejected the credentials (HTTP {status}) for GET {path}: {message}")]
     Unauthorized {
         path: String,
@@ -207,17 +223,28 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The credentials a run uses on GitHub's API and for git.
+enum Access {
+    Anonymous,
+    /// A token that does not change during the run (a personal access token, say).
+    Token(SecretString),
+    /// A GitHub App installation: its tokens are renewed before they expire.
+    App(Box<InstallationTokens>),
+}
+
 /// A connected GitHub API client for one owner.
 pub struct GitHub {
+    /// Without credentials of its own: each request is made with the current token.
     crab: Octocrab,
+    access: Access,
     api_url: String,
     owner: String,
     retry: RetryPolicy,
-    git_credentials: Option<Credentials>,
 }
 
 impl GitHub {
-    /// Builds the client; for a GitHub App, obtains an installation token (one API call).
+    /// Builds the client; for a GitHub App, obtains a first installation token (one API call), so
+    /// that unusable App credentials fail the run at once.
     pub async fn connect(
         api_url: &str,
         owner: &str,
@@ -228,24 +255,23 @@ impl GitHub {
             url: api_url.clone(),
             message,
         };
-        let builder = Octocrab::builder()
-            .base_uri(api_url.as_str())
-            .map_err(|err| url_error(err.to_string()))?
-            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
-            .set_connect_timeout(Some(Duration::from_secs(20)))
-            .set_read_timeout(Some(Duration::from_secs(60)));
-        let (crab, git_credentials) = match auth {
-            GitHubAuth::Anonymous => (
-                builder.build().map_err(|err| url_error(err.to_string()))?,
-                None,
-            ),
-            GitHubAuth::Token(token) => {
-                let crab = builder
-                    .personal_token(token.clone())
-                    .build()
-                    .map_err(|err| url_error(err.to_string()))?;
-                (crab, Some(token_credentials(token)))
-            }
+        let builder = || {
+            Octocrab::builder()
+                .base_uri(api_url.as_str())
+                .map_err(|err| url_error(err.to_string()))
+                .map(|builder| {
+                    builder
+                        .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
+                        .set_connect_timeout(Some(Duration::from_secs(20)))
+                        .set_read_timeout(Some(Duration::from_secs(60)))
+                })
+        };
+        let crab = builder()?
+            .build()
+            .map_err(|err| url_error(err.to_string()))?;
+        let access = match auth {
+            GitHubAuth::Anonymous => Access::Anonymous,
+            GitHubAuth::Token(token) => Access::Token(SecretString::from(token.clone())),
             GitHubAuth::App {
                 app_id,
                 installation_id,
@@ -258,35 +284,55 @@ impl GitHub {
                         )
                     },
                 )?;
-                let app = builder
+                let app = builder()?
                     .app((*app_id).into(), key)
                     .build()
                     .map_err(|err| url_error(err.to_string()))?;
-                let (crab, token) = app
-                    .installation_and_token((*installation_id).into())
-                    .await
-                    .map_err(|err| {
-                        SourceError::App(format!(
-                            "no installation token for installation {installation_id}: {}",
-                            describe_octocrab(&err)
-                        ))
-                    })?;
-                let token = secrecy_expose(&token);
-                (crab, Some(token_credentials(&token)))
+                let tokens = InstallationTokens::new(app, *installation_id);
+                tokens.current().await?;
+                Access::App(Box::new(tokens))
             }
         };
         Ok(GitHub {
             crab,
+            access,
             api_url,
             owner: owner.to_owned(),
             retry: RetryPolicy::default(),
-            git_credentials,
         })
     }
 
-    /// Credentials for git over HTTPS (`x-access-token` + token), if authenticated.
-    pub fn git_credentials(&self) -> Option<Credentials> {
-        self.git_credentials.clone()
+    /// The token to use now: for a GitHub App, renewed first if it is about to expire.
+    async fn current_token(&self) -> Result<Option<SecretString>, SourceError> {
+        match &self.access {
+            Access::Anonymous => Ok(None),
+            Access::Token(token) => Ok(Some(token.clone())),
+            Access::App(tokens) => Ok(Some(tokens.current().await?)),
+        }
+    }
+
+    /// Credentials for git over HTTPS (`x-access-token` + the current token), if authenticated.
+    /// Asked for right before each git connection: a GitHub App's token is renewed first if it is
+    /// about to expire.
+    pub async fn git_credentials(&self) -> Result<Option<Credentials>, SourceError> {
+        Ok(self
+            .current_token()
+            .await?
+            .map(|token| token_credentials(token.expose_secret())))
+    }
+
+    /// An API client carrying the current token (cheap: the connection pool is shared).
+    async fn client(&self) -> Result<Octocrab, SourceError> {
+        match self.current_token().await? {
+            None => Ok(self.crab.clone()),
+            Some(token) => self
+                .crab
+                .user_access_token(token)
+                .map_err(|err| SourceError::ApiUrl {
+                    url: self.api_url.clone(),
+                    message: describe_octocrab(&err),
+                }),
+        }
     }
 
     /// Every repository of the owner: the organisation listing, or the user's when the owner is a user.
@@ -397,7 +443,8 @@ impl GitHub {
         loop {
             attempt += 1;
             let last = attempt >= self.retry.attempts;
-            let response = match self.crab._get(path.as_str()).await {
+            let client = self.client().await?;
+            let response = match client._get(path.as_str()).await {
                 Ok(response) => response,
                 Err(err) => {
                     if last {
@@ -413,14 +460,19 @@ impl GitHub {
             };
             let status = response.status();
             let headers = response.headers().clone();
-            let body =
-                self.crab
-                    .body_to_string(response)
-                    .await
-                    .map_err(|err| SourceError::Transport {
-                        path: path.clone(),
-                        message: describe_octocrab(&err),
-                    })?;
+            let body = match read_bounded(response, MAX_ANSWER_BYTES).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge { limit }) => {
+                    return Err(SourceError::AnswerTooLarge { path, limit })
+                }
+                Err(BodyError::Transport(message)) => {
+                    return Err(SourceError::Transport { path, message })
+                }
+            };
+            let body = String::from_utf8(body).map_err(|_| SourceError::Decode {
+                path: path.clone(),
+                message: "the answer is not UTF-8".into(),
+            })?;
             if status.is_success() {
                 return Ok((headers, body));
             }
@@ -473,11 +525,6 @@ fn token_credentials(token: &str) -> Credentials {
         username: "x-access-token".into(),
         password: token.to_owned(),
     }
-}
-
-fn secrecy_expose(token: &secrecy::SecretString) -> String {
-    use secrecy::ExposeSecret;
-    token.expose_secret().to_owned()
 }
 
 /// The path and query of a URL (what is requested relative to the API base).

@@ -18,6 +18,9 @@
 //! `x-ratelimit-*`, `x-github-request-id`, …). Tests can swap the listing between runs
 //! ([`GitHubFake::set_repos`]), demand a token ([`GitHubFake::require_token`]), inject failures
 //! ([`GitHubFake::fail_next`], or on one page of the listing only: [`GitHubFake::fail_listing_page`]),
+//! serve a GitHub App installation ([`GitHubFake::enable_app`]) whose tokens can be made short-lived
+//! ([`GitHubFake::issue_short_lived_tokens`]) and judged by a git server too
+//! ([`GitHubFake::git_auth`]),
 //! make the listing's pagination misbehave ([`GitHubFake::set_listing_quirk`]) and inspect what was
 //! asked ([`GitHubFake::requests`]). As on GitHub, `/users/{org}/repos` lists only an organisation's
 //! public repositories.
@@ -30,11 +33,13 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::git_server::Auth;
 
 /// Whether the fake owner is an organisation or a user account.
 #[allow(dead_code)]
@@ -110,6 +115,8 @@ pub enum Failure {
     ServerError(u16),
     /// 404 `{"message":"Not Found",…}`.
     NotFound,
+    /// A 5xx as [`Failure::ServerError`], answered only after `delay` (a front end timing out).
+    SlowServerError { status: u16, delay: Duration },
 }
 
 /// A way the repository listing's pagination goes wrong (see [`GitHubFake::set_listing_quirk`]).
@@ -135,6 +142,11 @@ struct State {
     repos: Vec<FakeRepo>,
     token: Option<String>,
     app: Option<AppInstallation>,
+    /// How long installation tokens issued from now on live; `None`: the app's fixed token, for
+    /// an hour.
+    token_lifetime: Option<Duration>,
+    /// Every installation token issued, in order.
+    issued: Vec<IssuedToken>,
     failures: VecDeque<(usize, Failure)>,
     /// Failures for requests of one listing page: (page, failures still to serve, in order).
     page_failures: Vec<(usize, VecDeque<Failure>)>,
@@ -165,6 +177,8 @@ impl GitHubFake {
             repos,
             token: None,
             app: None,
+            token_lifetime: None,
+            issued: Vec::new(),
             failures: VecDeque::new(),
             page_failures: Vec::new(),
             listing_quirk: None,
@@ -221,6 +235,39 @@ impl GitHubFake {
             public_key_pem: public_key_pem.to_string(),
             token: token.to_string(),
         });
+    }
+
+    /// From now on each installation token request is answered with a new token (`ghs_…`) whose
+    /// `expires_at` is `lifetime` from now (whole seconds, as GitHub writes it). Such a token is
+    /// accepted, on the API and by [`git_auth`](Self::git_auth), until then and refused after, with
+    /// GitHub's 401 `Bad credentials` on the API.
+    pub fn issue_short_lived_tokens(&self, lifetime: Duration) {
+        self.lock().token_lifetime = Some(lifetime);
+    }
+
+    /// Every installation token issued so far, in order (fixed and short-lived ones alike).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.lock()
+            .issued
+            .iter()
+            .map(|issued| issued.token.clone())
+            .collect()
+    }
+
+    /// Whether `token` is accepted right now: the token set by
+    /// [`require_token`](Self::require_token), or an installation token issued and not expired.
+    pub fn accepts(&self, token: &str) -> bool {
+        accepts(&self.lock(), token)
+    }
+
+    /// A git server [`Auth`] that accepts `x-access-token` with whatever token this fake accepts at
+    /// the moment of the request (see [`accepts`](Self::accepts)), as github.com does for git over
+    /// HTTPS.
+    pub fn git_auth(&self) -> Auth {
+        let state = Arc::clone(&self.state);
+        Auth::Custom(Arc::new(move |user, password, _| {
+            user == "x-access-token" && accepts(&lock(&state), password)
+        }))
     }
 
     /// Undo [`require_token`](Self::require_token).
@@ -283,6 +330,21 @@ impl GitHubFake {
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
+}
+
+/// An installation token the fake issued.
+struct IssuedToken {
+    token: String,
+    /// Epoch seconds from which it is refused.
+    expires_at: u64,
+}
+
+fn accepts(st: &State, token: &str) -> bool {
+    st.token.as_deref() == Some(token)
+        || st
+            .issued
+            .iter()
+            .any(|issued| issued.token == token && now_epoch() < issued.expires_at)
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -387,15 +449,31 @@ impl Respond for Responder {
             if method == "POST"
                 && path == format!("/app/installations/{}/access_tokens", app.installation_id)
             {
-                lock(&self.state).requests.push((
-                    method.clone(),
-                    path.clone(),
-                    authorization.clone(),
-                ));
-                return app.answer(authorization.as_deref());
+                let mut st = lock(&self.state);
+                st.requests
+                    .push((method.clone(), path.clone(), authorization.clone()));
+                if let Err(message) = app.check_jwt(authorization.as_deref()) {
+                    return ResponseTemplate::new(401)
+                        .insert_header("content-type", JSON_MIME)
+                        .set_body_json(
+                            json!({"message": message, "documentation_url": DOCS, "status": "401"}),
+                        );
+                }
+                let (token, expires_at) = match st.token_lifetime {
+                    Some(lifetime) => (
+                        format!("ghs_shortlived{:04}secretvalue", st.issued.len() + 1),
+                        now_epoch() + lifetime.as_secs(),
+                    ),
+                    None => (app.token.clone(), now_epoch() + 3600),
+                };
+                st.issued.push(IssuedToken {
+                    token: token.clone(),
+                    expires_at,
+                });
+                return AppInstallation::token_answer(&token, expires_at);
             }
         }
-        let (ctx, failure, token, snapshot) = {
+        let (ctx, failure, authorised, snapshot) = {
             let mut st = lock(&self.state);
             st.requests
                 .push((method.clone(), path_and_query, authorization.clone()));
@@ -454,17 +532,22 @@ impl Respond for Responder {
                 canonical_links: st.canonical_links,
                 listing_quirk: st.listing_quirk,
             };
-            (ctx, failure, st.token.clone(), snapshot)
+            // Credentials are demanded once a token is required or installation tokens exist.
+            let authorised = if st.token.is_some() || !st.issued.is_empty() {
+                let presented = authorization.as_deref().and_then(presented_token);
+                presented.is_some_and(|token| accepts(&st, token))
+            } else {
+                true
+            };
+            (ctx, failure, authorised, snapshot)
         };
 
         if let Some(failure) = failure {
             return failure_response(&ctx, &failure);
         }
 
-        if let Some(token) = token {
-            if !token_matches(authorization.as_deref(), &token) {
-                return ctx.error(401, "Bad credentials", DOCS);
-            }
+        if !authorised {
+            return ctx.error(401, "Bad credentials", DOCS);
         }
 
         if method != "GET" && method != "HEAD" {
@@ -497,14 +580,11 @@ impl Snapshot {
     }
 }
 
-fn token_matches(header: Option<&str>, token: &str) -> bool {
-    let Some(header) = header else { return false };
-    let header = header.trim();
-    let Some((scheme, value)) = header.split_once(' ') else {
-        return false;
-    };
+/// The token of an `Authorization: Bearer <token>` or `token <token>` header.
+fn presented_token(header: &str) -> Option<&str> {
+    let (scheme, value) = header.trim().split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
-        && value.trim() == token
+        .then(|| value.trim())
 }
 
 fn failure_response(ctx: &Ctx, failure: &Failure) -> ResponseTemplate {
@@ -547,6 +627,9 @@ fn failure_response(ctx: &Ctx, failure: &Failure) -> ResponseTemplate {
         }
         Failure::SecondaryRateLimitForbidden { retry_after_secs } => {
             secondary_rate_limit(ctx, 403, *retry_after_secs)
+        }
+        Failure::SlowServerError { status, delay } => {
+            failure_response(ctx, &Failure::ServerError(*status)).set_delay(*delay)
         }
         Failure::ServerError(code) => match code {
             502 => ctx.template(502).set_body_raw(
@@ -1373,29 +1456,22 @@ struct AppInstallation {
 }
 
 impl AppInstallation {
-    /// Checks the app's JWT as GitHub does (signature with the app's public key, expiry, issuer) and
-    /// answers an installation token.
-    fn answer(&self, authorization: Option<&str>) -> ResponseTemplate {
-        let unauthorized = |message: &str| {
-            ResponseTemplate::new(401)
-                .insert_header("content-type", "application/json; charset=utf-8")
-                .set_body_json(
-                    json!({"message": message, "documentation_url": DOCS, "status": "401"}),
-                )
-        };
+    /// Checks the app's JWT as GitHub does (signature with the app's public key, expiry, issuer):
+    /// GitHub's 401 message if it is not the app's.
+    fn check_jwt(&self, authorization: Option<&str>) -> Result<(), &'static str> {
         let Some(jwt) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return unauthorized("A JSON web token could not be decoded");
+            return Err("A JSON web token could not be decoded");
         };
         let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(self.public_key_pem.as_bytes())
         else {
-            return unauthorized("the fake's app key is not a PEM public key");
+            return Err("the fake's app key is not a PEM public key");
         };
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.required_spec_claims = ["exp"].iter().map(|c| c.to_string()).collect();
         validation.validate_aud = false;
         let claims = match jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation) {
             Ok(data) => data.claims,
-            Err(_) => return unauthorized("'Issuer' claim ('iss') must be an Integer or the JWT is not signed by the app's key"),
+            Err(_) => return Err("'Issuer' claim ('iss') must be an Integer or the JWT is not signed by the app's key"),
         };
         let issuer = match &claims["iss"] {
             Value::Number(n) => n.as_u64(),
@@ -1403,14 +1479,18 @@ impl AppInstallation {
             _ => None,
         };
         if issuer != Some(self.app_id) {
-            return unauthorized("Integration not found");
+            return Err("Integration not found");
         }
-        let expires = now_epoch() + 3600;
+        Ok(())
+    }
+
+    /// GitHub's answer carrying a new installation token.
+    fn token_answer(token: &str, expires_at: u64) -> ResponseTemplate {
         ResponseTemplate::new(201)
             .insert_header("content-type", "application/json; charset=utf-8")
             .set_body_json(json!({
-                "token": self.token,
-                "expires_at": iso8601(expires),
+                "token": token,
+                "expires_at": iso8601(expires_at),
                 "permissions": {"contents": "read", "metadata": "read"},
                 "repository_selection": "all"
             }))
