@@ -1,6 +1,7 @@
 //! Test support: real git servers (`git http-backend`), a GitHub API fake, fixture repositories built
 //! with the git CLI, and `World`, which wires them together and runs the real binary against them.
 
+pub mod cloudwatch_cbor;
 pub mod codecommit_standin;
 pub mod fault_proxy;
 pub mod fixtures;

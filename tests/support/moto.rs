@@ -32,6 +32,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Moto {
     child: Child,
     addr: SocketAddr,
+    /// CloudWatch as the current SDK speaks it, in front of the server (see [`super::cloudwatch_cbor`]).
+    front: Option<super::cloudwatch_cbor::CloudWatchCbor>,
     /// Holds the server's log file (`moto.log`).
     dir: tempfile::TempDir,
 }
@@ -81,9 +83,17 @@ impl Moto {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut moto = Moto { child, addr, dir };
+            let mut moto = Moto {
+                child,
+                addr,
+                front: None,
+                dir,
+            };
             match moto.wait_until_ready() {
-                Ok(()) => return moto,
+                Ok(()) => {
+                    moto.front = Some(super::cloudwatch_cbor::CloudWatchCbor::start(addr));
+                    return moto;
+                }
                 Err(exited) => {
                     let log = moto.log();
                     let address_taken = log.contains("Address already in use");
@@ -122,9 +132,13 @@ impl Moto {
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// Where AWS clients reach the server: `http://127.0.0.1:PORT` of the front that lets the current
+    /// SDK's CloudWatch client talk to it and relays everything else unchanged.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match &self.front {
+            Some(front) => front.endpoint(),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
