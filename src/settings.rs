@@ -90,6 +90,8 @@ pub struct Settings {
     pub metrics_namespace: Option<String>,
     /// `MIRROR_TIME_LIMIT`: how long the run may take.
     pub time_limit: Option<std::time::Duration>,
+    /// `MIRROR_AWS_TIMEOUT`: how long one AWS operation may take, retries included.
+    pub aws_timeout: std::time::Duration,
     pub dry_run: bool,
     /// `MIRROR_ADOPT`: take over target repositories without a matching source record.
     pub adopt: bool,
@@ -324,6 +326,12 @@ impl SettingsArgs {
             .map(|v| number("MIRROR_TIME_LIMIT (--time-limit)", Some(v), 0, 1..=86_400))
             .transpose()?
             .map(|seconds| std::time::Duration::from_secs(seconds as u64));
+        let aws_timeout = std::time::Duration::from_secs(number(
+            "MIRROR_AWS_TIMEOUT",
+            env("MIRROR_AWS_TIMEOUT"),
+            crate::aws_timeouts::DEFAULT_AWS_OPERATION_TIMEOUT.as_secs() as usize,
+            1..=900,
+        )? as u64);
         let dry_run = boolean("MIRROR_DRY_RUN (--dry-run)", given(&self.dry_run), false)?;
         let adopt = boolean("MIRROR_ADOPT (--adopt)", given(&self.adopt), false)?;
         Ok(Settings {
@@ -343,6 +351,7 @@ impl SettingsArgs {
             diverged,
             metrics_namespace,
             time_limit,
+            aws_timeout,
             dry_run,
             adopt,
         })
@@ -428,6 +437,7 @@ mod tests {
         assert!(!s.filter.include_archived && !s.filter.include_forks);
         assert!(matches!(s.github_auth, GitHubAuth::Anonymous));
         assert_eq!(s.codecommit_git_url, DEFAULT_CODECOMMIT_GIT_URL);
+        assert_eq!(s.aws_timeout, std::time::Duration::from_secs(60));
     }
 
     #[test]
@@ -513,12 +523,11 @@ mod tests {
                 "{err:?} should start with {expected:?}"
             );
         }
-        let env = |name: &str| (name == "MIRROR_MAX_REFS_PER_PUSH").then(|| "lots".to_string());
-        assert!(args()
-            .resolve(&env)
-            .unwrap_err()
-            .to_string()
-            .starts_with("MIRROR_MAX_REFS_PER_PUSH"));
+        for setting in ["MIRROR_MAX_REFS_PER_PUSH", "MIRROR_AWS_TIMEOUT"] {
+            let env = |name: &str| (name == setting).then(|| "0".to_string());
+            let err = args().resolve(&env).unwrap_err().to_string();
+            assert!(err.starts_with(setting), "{err}");
+        }
     }
 
     #[test]

@@ -1,0 +1,54 @@
+//! Every wait has an end: a peer that accepts a connection and never answers — an AWS service, a git
+//! source, a git target — fails what depended on it within a bound, with an error naming the limit or
+//! the service, and the rest of the run goes on.
+
+use std::time::{Duration, Instant};
+
+use crate::support::moto;
+use crate::support::silent_server::SilentServer;
+use crate::support::{Outcome, World};
+
+/// Runs the binary, failing the test (instead of hanging it) if the run takes longer than `bound`.
+async fn run_within(
+    world: &World,
+    bound: Duration,
+    env: &[(String, String)],
+) -> (Outcome, Duration) {
+    let started = Instant::now();
+    let out = tokio::time::timeout(bound, world.run_with(&["run", "--json"], env))
+        .await
+        .unwrap_or_else(|_| panic!("the run did not end within {bound:?}"));
+    (out, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secrets_manager_that_never_answers_fails_the_run_naming_the_secret() {
+    let silent = SilentServer::start();
+    let world = World::new().await;
+    world.source("app").commit("main", "a.txt", "1");
+    let mut env = moto::aws_env("http://127.0.0.1:9");
+    env.retain(|(k, _)| k != "AWS_MAX_ATTEMPTS");
+    env.extend(
+        [
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", silent.base_url()),
+            ("GITHUB_TOKEN", String::new()),
+            ("MIRROR_SECRET_ID", "prod/github".into()),
+            ("MIRROR_AWS_TIMEOUT", "3".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let (out, took) = run_within(&world, Duration::from_secs(60), &env).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("MIRROR_SECRET_ID: secret \"prod/github\" could not be read"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        silent.accepted() > 0,
+        "the request went to the silent server"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(!world.mirrors.exists(), "nothing was changed");
+}
