@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::git::pack_stream::{empty_pack, PackStream};
 use crate::git::upload_pack::SourceConnection;
-use crate::git::{Endpoint, GitError};
+use crate::git::{Endpoint, GitError, Stall, StallGuard};
 use crate::plan::{self, Ancestry, Batch, Plan, Policy};
 use crate::report::{RefReport, RepoReport, RepoStatus, RunReport};
 use crate::settings::Settings;
@@ -61,6 +61,8 @@ pub enum RepoError {
     NotAdopted(#[from] crate::adoption::AdoptionError),
     #[error("the refs are mirrored, but keeping the repository's details in step failed: {}", join_errors(.0))]
     Bookkeeping(Vec<TargetError>),
+    #[error(transparent)]
+    Stalled(Stall),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -329,7 +331,13 @@ fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str)
         created: false,
         applied: false,
     };
-    let result = mirror_repository_inner(context, repo, target_name, &mut progress);
+    // One guard for both sides: whatever error a stalled transfer turned into, the stall is the cause.
+    let stall = StallGuard::new(context.settings.stall_timeout);
+    let result = mirror_repository_inner(context, repo, target_name, &stall, &mut progress)
+        .map_err(|err| match stall.tripped() {
+            Some(stalled) => RepoError::Stalled(stalled.clone()),
+            None => err,
+        });
     let (status, error, reason) = match result {
         Ok(status) => (status, None, None),
         Err(err) => match skip_reason(&err) {
@@ -363,6 +371,7 @@ fn mirror_repository_inner(
     context: &RunContext,
     repo: &SourceRepo,
     target_name: &str,
+    stall: &StallGuard,
     progress: &mut Progress,
 ) -> Result<RepoStatus, RepoError> {
     crate::target::check_repository_name(target_name).map_err(TargetError::from)?;
@@ -378,6 +387,7 @@ fn mirror_repository_inner(
         url: repo.clone_url.clone(),
         credentials: context.github.git_credentials(),
         deadline,
+        stall: stall.clone(),
     };
     let mut source = SourceConnection::open(&source_endpoint)?;
     let source_refs = source.list_refs()?;
@@ -387,6 +397,7 @@ fn mirror_repository_inner(
         repo,
         context.mode.changes_targets(),
         deadline,
+        stall,
         &context.handle,
     )?;
     let (mut mirror, created) = match opened {

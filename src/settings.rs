@@ -61,6 +61,9 @@ pub struct SettingsArgs {
     /// Seconds after which the run starts no more repositories and reports the rest skipped (deadline); in Lambda, the invocation's own deadline also applies [default: none]
     #[arg(long, env = "MIRROR_TIME_LIMIT", value_name = "SECONDS")]
     pub time_limit: Option<String>,
+    /// Seconds a git transfer (source or target) may go without a byte moving before that repository fails [default: 60]
+    #[arg(long, env = "MIRROR_STALL_TIMEOUT", value_name = "SECONDS")]
+    pub stall_timeout: Option<String>,
     /// Adopt target repositories that already have branches or tags but no record of mirroring this source (the record is written, then they are mirrored); without it they are left unchanged and reported failed [default: false]
     #[arg(long, env = "MIRROR_ADOPT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub adopt: Option<String>,
@@ -90,6 +93,8 @@ pub struct Settings {
     pub metrics_namespace: Option<String>,
     /// `MIRROR_TIME_LIMIT`: how long the run may take.
     pub time_limit: Option<std::time::Duration>,
+    /// `MIRROR_STALL_TIMEOUT`: how long a git transfer may go without a byte moving.
+    pub stall_timeout: std::time::Duration,
     /// `MIRROR_AWS_TIMEOUT`: how long one AWS operation may take, retries included.
     pub aws_timeout: std::time::Duration,
     pub dry_run: bool,
@@ -326,6 +331,12 @@ impl SettingsArgs {
             .map(|v| number("MIRROR_TIME_LIMIT (--time-limit)", Some(v), 0, 1..=86_400))
             .transpose()?
             .map(|seconds| std::time::Duration::from_secs(seconds as u64));
+        let stall_timeout = std::time::Duration::from_secs(number(
+            "MIRROR_STALL_TIMEOUT (--stall-timeout)",
+            given(&self.stall_timeout),
+            crate::git::stall::DEFAULT_STALL_TIMEOUT.as_secs() as usize,
+            1..=3600,
+        )? as u64);
         let aws_timeout = std::time::Duration::from_secs(number(
             "MIRROR_AWS_TIMEOUT",
             env("MIRROR_AWS_TIMEOUT"),
@@ -351,6 +362,7 @@ impl SettingsArgs {
             diverged,
             metrics_namespace,
             time_limit,
+            stall_timeout,
             aws_timeout,
             dry_run,
             adopt,
@@ -438,6 +450,7 @@ mod tests {
         assert!(matches!(s.github_auth, GitHubAuth::Anonymous));
         assert_eq!(s.codecommit_git_url, DEFAULT_CODECOMMIT_GIT_URL);
         assert_eq!(s.aws_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(s.stall_timeout, std::time::Duration::from_secs(60));
     }
 
     #[test]
@@ -507,6 +520,20 @@ mod tests {
                     ..args()
                 },
                 "MIRROR_TIME_LIMIT (--time-limit)",
+            ),
+            (
+                SettingsArgs {
+                    stall_timeout: Some("0".into()),
+                    ..args()
+                },
+                "MIRROR_STALL_TIMEOUT (--stall-timeout)",
+            ),
+            (
+                SettingsArgs {
+                    stall_timeout: Some("a minute".into()),
+                    ..args()
+                },
+                "MIRROR_STALL_TIMEOUT (--stall-timeout)",
             ),
             (
                 SettingsArgs {

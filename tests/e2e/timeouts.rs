@@ -52,3 +52,60 @@ async fn a_secrets_manager_that_never_answers_fails_the_run_naming_the_secret() 
     assert!(took < Duration::from_secs(20), "took {took:?}");
     assert!(!world.mirrors.exists(), "nothing was changed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_source_that_never_answers_fails_only_its_repository() {
+    let silent = SilentServer::start();
+    let world = World::new().await;
+    world.source("app").commit("main", "a.txt", "1");
+    world.source("quiet").commit("main", "q.txt", "1");
+    let quiet_url = format!("{}/quiet.git", silent.base_url());
+    world.change_listing(|listing| {
+        for repo in listing.iter_mut().filter(|r| r.name == "quiet") {
+            repo.clone_url = quiet_url.clone();
+        }
+    });
+    // The command line without MIRROR_TIME_LIMIT: only the stall guard can end the wait.
+    let env = world.base_env(&[("MIRROR_STALL_TIMEOUT", "2")]);
+    let (out, took) = run_within(&world, Duration::from_secs(60), &env).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.repo("app")["status"], "created", "{}", out.stdout);
+    let quiet = out.repo("quiet");
+    assert_eq!(quiet["status"], "failed", "{}", out.stdout);
+    let error = quiet["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("MIRROR_STALL_TIMEOUT") && error.contains(&quiet_url),
+        "{error}"
+    );
+    assert!(error.contains("no byte moved for 2 s"), "{error}");
+    assert!(silent.accepted() > 0);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_target_that_stops_reading_a_push_fails_only_its_repository() {
+    let world = World::new().await;
+    world.source("app").commit("main", "a.txt", "1");
+    // More than the sockets on both ends can buffer, so the upload itself stops moving.
+    world
+        .source("stuck")
+        .commit_big_file("main", "big.bin", 24 * 1024 * 1024, 7);
+    world.target_repo("app");
+    world.target_repo("stuck");
+    world.target_server.stall_pushes_to("stuck.git");
+    let target = world.url_target();
+    let env = world.base_env(&[("MIRROR_TARGET", &target), ("MIRROR_STALL_TIMEOUT", "2")]);
+    let (out, took) = run_within(&world, Duration::from_secs(90), &env).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.repo("app")["status"], "updated", "{}", out.stdout);
+    let stuck = out.repo("stuck");
+    assert_eq!(stuck["status"], "failed", "{}", out.stdout);
+    let error = stuck["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("MIRROR_STALL_TIMEOUT")
+            && error.contains("stuck.git")
+            && error.contains("waiting for the server to read what was sent"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
