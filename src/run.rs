@@ -2,6 +2,8 @@
 //! isolate every failure — network, protocol, refusal, even a panic — in that repository's outcome,
 //! stop starting new ones when the deadline is near, and gather the report.
 
+mod compare_budget;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,8 @@ use crate::report::{RefReport, RepoReport, RepoStatus, RunReport};
 use crate::settings::Settings;
 use crate::source::{self, GitHub, SourceRepo};
 use crate::target::{Mirror, TargetError, Targets};
+
+pub use compare_budget::DEFAULT_COMPARE_BUDGET;
 
 /// What the run does to targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,13 +434,15 @@ fn mirror_repository_inner(
     };
 
     let mut ancestry = Ancestry::new();
+    let mut compare = compare_budget::CompareBudget::new(context.settings.compare_budget, deadline);
     for (old, new) in plan::ancestry_questions(&source_refs.refs, &target_refs) {
         let local = mirror.as_ref().and_then(|m| m.is_ancestor(old, new));
         let answer = match local {
             Some(answer) => Some(answer),
-            None => context
-                .handle
-                .block_on(context.github.is_ancestor(&repo.full_name, old, new)),
+            None => compare.ask(
+                &context.handle,
+                context.github.is_ancestor(&repo.full_name, old, new),
+            ),
         };
         if let Some(answer) = answer {
             ancestry.insert((old, new), answer);

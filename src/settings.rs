@@ -95,6 +95,8 @@ pub struct Settings {
     pub time_limit: Option<std::time::Duration>,
     /// `MIRROR_STALL_TIMEOUT`: how long a git transfer may go without a byte moving.
     pub stall_timeout: std::time::Duration,
+    /// `MIRROR_COMPARE_BUDGET`: how long one repository's compare API questions may take together.
+    pub compare_budget: std::time::Duration,
     /// `MIRROR_AWS_TIMEOUT`: how long one AWS operation may take, retries included.
     pub aws_timeout: std::time::Duration,
     pub dry_run: bool,
@@ -337,6 +339,12 @@ impl SettingsArgs {
             crate::git::stall::DEFAULT_STALL_TIMEOUT.as_secs() as usize,
             1..=3600,
         )? as u64);
+        let compare_budget = std::time::Duration::from_secs(number(
+            "MIRROR_COMPARE_BUDGET",
+            env("MIRROR_COMPARE_BUDGET"),
+            crate::run::DEFAULT_COMPARE_BUDGET.as_secs() as usize,
+            1..=3600,
+        )? as u64);
         let aws_timeout = std::time::Duration::from_secs(number(
             "MIRROR_AWS_TIMEOUT",
             env("MIRROR_AWS_TIMEOUT"),
@@ -363,6 +371,7 @@ impl SettingsArgs {
             metrics_namespace,
             time_limit,
             stall_timeout,
+            compare_budget,
             aws_timeout,
             dry_run,
             adopt,
@@ -451,6 +460,7 @@ mod tests {
         assert_eq!(s.codecommit_git_url, DEFAULT_CODECOMMIT_GIT_URL);
         assert_eq!(s.aws_timeout, std::time::Duration::from_secs(60));
         assert_eq!(s.stall_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(s.compare_budget, std::time::Duration::from_secs(60));
     }
 
     #[test]
@@ -550,7 +560,11 @@ mod tests {
                 "{err:?} should start with {expected:?}"
             );
         }
-        for setting in ["MIRROR_MAX_REFS_PER_PUSH", "MIRROR_AWS_TIMEOUT"] {
+        for setting in [
+            "MIRROR_MAX_REFS_PER_PUSH",
+            "MIRROR_AWS_TIMEOUT",
+            "MIRROR_COMPARE_BUDGET",
+        ] {
             let env = |name: &str| (name == setting).then(|| "0".to_string());
             let err = args().resolve(&env).unwrap_err().to_string();
             assert!(err.starts_with(setting), "{err}");

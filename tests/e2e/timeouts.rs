@@ -109,3 +109,34 @@ async fn a_git_target_that_stops_reading_a_push_fails_only_its_repository() {
     );
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compare_api_that_never_answers_is_waited_on_only_within_the_budget() {
+    let world = World::new().await;
+    let repo = world.source("app");
+    repo.commit("main", "a.txt", "1");
+    repo.commit("other", "b.txt", "1");
+    let target = world.target_repo("app");
+    let url = world.url_target();
+    let first = world.run(&["run", "--json", "--target", &url], &[]).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // Both branches move on: the target (a URL, no local history) asks the compare API about each.
+    repo.commit("main", "a.txt", "2");
+    repo.commit("other", "b.txt", "2");
+    world.github.delay_compare(Some(Duration::from_secs(120)));
+    let env = world.base_env(&[("MIRROR_TARGET", &url), ("MIRROR_COMPARE_BUDGET", "2")]);
+    let (out, took) = run_within(&world, Duration::from_secs(60), &env).await;
+    // Unanswered means undecided, planned as diverged: the default policy overwrites, so the mirror
+    // still converges, only without the fast-forward knowledge.
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.repo("app")["status"], "updated", "{}", out.stdout);
+    crate::support::fixtures::assert_same_refs(&repo.bare, &target);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let compares = world
+        .github
+        .requests()
+        .iter()
+        .filter(|r| format!("{r:?}").contains("/compare/"))
+        .count();
+    assert_eq!(compares, 1, "once the budget is spent no more is asked");
+}

@@ -145,6 +145,8 @@ struct State {
     used_anonymous: u64,
     reset_at: u64,
     request_serial: u64,
+    /// How long every compare answer is held back (see [`GitHubFake::delay_compare`]).
+    compare_delay: Option<std::time::Duration>,
 }
 
 /// The fake. Dropping it shuts the server down.
@@ -174,6 +176,7 @@ impl GitHubFake {
             used_anonymous: 0,
             reset_at: now_epoch() + 3600,
             request_serial: 0,
+            compare_delay: None,
         }));
         Mock::given(any())
             .respond_with(Responder {
@@ -221,6 +224,12 @@ impl GitHubFake {
             public_key_pem: public_key_pem.to_string(),
             token: token.to_string(),
         });
+    }
+
+    /// From now on every compare answer is sent only after `delay` (`None`: at once), as from an API
+    /// that has stopped answering.
+    pub fn delay_compare(&self, delay: Option<std::time::Duration>) {
+        self.lock().compare_delay = delay;
     }
 
     /// Undo [`require_token`](Self::require_token).
@@ -453,6 +462,7 @@ impl Respond for Responder {
                 repos: st.repos.clone(),
                 canonical_links: st.canonical_links,
                 listing_quirk: st.listing_quirk,
+                compare_delay: st.compare_delay,
             };
             (ctx, failure, st.token.clone(), snapshot)
         };
@@ -480,6 +490,7 @@ struct Snapshot {
     repos: Vec<FakeRepo>,
     canonical_links: bool,
     listing_quirk: Option<ListingQuirk>,
+    compare_delay: Option<std::time::Duration>,
 }
 
 impl Snapshot {
@@ -654,7 +665,13 @@ fn route(ctx: &Ctx, snap: &Snapshot, request: &Request) -> ResponseTemplate {
         },
         ["repos", owner, name, "compare", rest @ ..] if !rest.is_empty() => {
             match snap.find_repo(owner, name) {
-                Some(repo) => compare(ctx, snap, repo, &rest.join("/")),
+                Some(repo) => {
+                    let answer = compare(ctx, snap, repo, &rest.join("/"));
+                    match snap.compare_delay {
+                        Some(delay) => answer.set_delay(delay),
+                        None => answer,
+                    }
+                }
                 None => ctx.not_found(),
             }
         }

@@ -201,7 +201,12 @@ impl World {
 /// Runs `repo-mirror` in `cwd` with exactly `env` (plus PATH and HOME).
 pub async fn run_binary(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Outcome {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_repo-mirror"));
-    command.current_dir(cwd).args(args).stdin(Stdio::null());
+    // A test that gives up on a run (a bound it set ran out) takes the process down with it.
+    command
+        .current_dir(cwd)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     clean_environment(command.as_std_mut(), env);
     let output = command.output().await.expect("run repo-mirror");
     Outcome {
