@@ -22,9 +22,13 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Loads the AWS configuration the way every AWS tool does (environment, profile, role).
-    pub async fn load() -> Clients {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// Loads the AWS configuration the way every AWS tool does (environment, profile, role), every
+    /// operation bounded by `operation_timeout` (see [`crate::aws_timeouts`]).
+    pub async fn load(operation_timeout: std::time::Duration) -> Clients {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(crate::aws_timeouts::timeout_config(operation_timeout))
+            .load()
+            .await;
         Clients {
             secrets: Some(aws_sdk_secretsmanager::Client::new(&aws)),
             cloudwatch: Some(aws_sdk_cloudwatch::Client::new(&aws)),
@@ -38,7 +42,7 @@ impl Clients {
             || settings.secret_id.is_some()
             || settings.metrics_namespace.is_some()
         {
-            Clients::load().await
+            Clients::load(settings.aws_timeout).await
         } else {
             Clients::default()
         }

@@ -8,6 +8,7 @@
 //! command line (`main.rs`) and the Lambda handler are thin shells around it.
 
 pub mod adoption;
+pub mod aws_timeouts;
 pub mod cli;
 pub mod git;
 pub mod job;

@@ -2,6 +2,8 @@
 //! isolate every failure — network, protocol, refusal, even a panic — in that repository's outcome,
 //! stop starting new ones when the deadline is near, and gather the report.
 
+mod compare_budget;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,12 +12,14 @@ use tokio::sync::Semaphore;
 
 use crate::git::pack_stream::{empty_pack, PackStream};
 use crate::git::upload_pack::SourceConnection;
-use crate::git::{Endpoint, GitError};
+use crate::git::{Endpoint, GitError, Stall, StallGuard};
 use crate::plan::{self, Ancestry, Batch, Plan, Policy};
 use crate::report::{RefReport, RepoReport, RepoStatus, RunReport};
 use crate::settings::Settings;
 use crate::source::{self, GitHub, SourceRepo};
 use crate::target::{Mirror, TargetError, Targets};
+
+pub use compare_budget::DEFAULT_COMPARE_BUDGET;
 
 /// What the run does to targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,8 @@ pub enum RepoError {
     NotAdopted(#[from] crate::adoption::AdoptionError),
     #[error("the refs are mirrored, but keeping the repository's details in step failed: {}", join_errors(.0))]
     Bookkeeping(Vec<TargetError>),
+    #[error(transparent)]
+    Stalled(Stall),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -331,7 +337,13 @@ fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str)
         created: false,
         applied: false,
     };
-    let result = mirror_repository_inner(context, repo, target_name, &mut progress);
+    // One guard for both sides: whatever error a stalled transfer turned into, the stall is the cause.
+    let stall = StallGuard::new(context.settings.stall_timeout);
+    let result = mirror_repository_inner(context, repo, target_name, &stall, &mut progress)
+        .map_err(|err| match stall.tripped() {
+            Some(stalled) => RepoError::Stalled(stalled.clone()),
+            None => err,
+        });
     let (status, error, reason) = match result {
         Ok(status) => (status, None, None),
         Err(err) => match skip_reason(&err) {
@@ -365,6 +377,7 @@ fn mirror_repository_inner(
     context: &RunContext,
     repo: &SourceRepo,
     target_name: &str,
+    stall: &StallGuard,
     progress: &mut Progress,
 ) -> Result<RepoStatus, RepoError> {
     crate::target::check_repository_name(target_name).map_err(TargetError::from)?;
@@ -382,6 +395,7 @@ fn mirror_repository_inner(
         // when it is about to expire.
         credentials: context.handle.block_on(context.github.git_credentials())?,
         deadline,
+        stall: stall.clone(),
     };
     let mut source = SourceConnection::open(&source_endpoint)?;
     let source_refs = source.list_refs()?;
@@ -391,6 +405,7 @@ fn mirror_repository_inner(
         repo,
         context.mode.changes_targets(),
         deadline,
+        stall,
         &context.handle,
     )?;
     let (mut mirror, created) = match opened {
@@ -423,13 +438,15 @@ fn mirror_repository_inner(
     };
 
     let mut ancestry = Ancestry::new();
+    let mut compare = compare_budget::CompareBudget::new(context.settings.compare_budget, deadline);
     for (old, new) in plan::ancestry_questions(&source_refs.refs, &target_refs) {
         let local = mirror.as_ref().and_then(|m| m.is_ancestor(old, new));
         let answer = match local {
             Some(answer) => Some(answer),
-            None => context
-                .handle
-                .block_on(context.github.is_ancestor(&repo.full_name, old, new)),
+            None => compare.ask(
+                &context.handle,
+                context.github.is_ancestor(&repo.full_name, old, new),
+            ),
         };
         if let Some(answer) = answer {
             ancestry.insert((old, new), answer);

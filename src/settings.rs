@@ -61,6 +61,9 @@ pub struct SettingsArgs {
     /// Seconds after which the run starts no more repositories and reports the rest skipped (deadline); in Lambda, the invocation's own deadline also applies [default: none]
     #[arg(long, env = "MIRROR_TIME_LIMIT", value_name = "SECONDS")]
     pub time_limit: Option<String>,
+    /// Seconds a git transfer (source or target) may go without a byte moving before that repository fails [default: 60]
+    #[arg(long, env = "MIRROR_STALL_TIMEOUT", value_name = "SECONDS")]
+    pub stall_timeout: Option<String>,
     /// Adopt target repositories that already have branches or tags but no record of mirroring this source (the record is written, then they are mirrored); without it they are left unchanged and reported failed [default: false]
     #[arg(long, env = "MIRROR_ADOPT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub adopt: Option<String>,
@@ -90,6 +93,12 @@ pub struct Settings {
     pub metrics_namespace: Option<String>,
     /// `MIRROR_TIME_LIMIT`: how long the run may take.
     pub time_limit: Option<std::time::Duration>,
+    /// `MIRROR_STALL_TIMEOUT`: how long a git transfer may go without a byte moving.
+    pub stall_timeout: std::time::Duration,
+    /// `MIRROR_COMPARE_BUDGET`: how long one repository's compare API questions may take together.
+    pub compare_budget: std::time::Duration,
+    /// `MIRROR_AWS_TIMEOUT`: how long one AWS operation may take, retries included.
+    pub aws_timeout: std::time::Duration,
     pub dry_run: bool,
     /// `MIRROR_ADOPT`: take over target repositories without a matching source record.
     pub adopt: bool,
@@ -324,6 +333,24 @@ impl SettingsArgs {
             .map(|v| number("MIRROR_TIME_LIMIT (--time-limit)", Some(v), 0, 1..=86_400))
             .transpose()?
             .map(|seconds| std::time::Duration::from_secs(seconds as u64));
+        let stall_timeout = std::time::Duration::from_secs(number(
+            "MIRROR_STALL_TIMEOUT (--stall-timeout)",
+            given(&self.stall_timeout),
+            crate::git::stall::DEFAULT_STALL_TIMEOUT.as_secs() as usize,
+            1..=3600,
+        )? as u64);
+        let compare_budget = std::time::Duration::from_secs(number(
+            "MIRROR_COMPARE_BUDGET",
+            env("MIRROR_COMPARE_BUDGET"),
+            crate::run::DEFAULT_COMPARE_BUDGET.as_secs() as usize,
+            1..=3600,
+        )? as u64);
+        let aws_timeout = std::time::Duration::from_secs(number(
+            "MIRROR_AWS_TIMEOUT",
+            env("MIRROR_AWS_TIMEOUT"),
+            crate::aws_timeouts::DEFAULT_AWS_OPERATION_TIMEOUT.as_secs() as usize,
+            1..=900,
+        )? as u64);
         let dry_run = boolean("MIRROR_DRY_RUN (--dry-run)", given(&self.dry_run), false)?;
         let adopt = boolean("MIRROR_ADOPT (--adopt)", given(&self.adopt), false)?;
         Ok(Settings {
@@ -343,6 +370,9 @@ impl SettingsArgs {
             diverged,
             metrics_namespace,
             time_limit,
+            stall_timeout,
+            compare_budget,
+            aws_timeout,
             dry_run,
             adopt,
         })
@@ -428,6 +458,9 @@ mod tests {
         assert!(!s.filter.include_archived && !s.filter.include_forks);
         assert!(matches!(s.github_auth, GitHubAuth::Anonymous));
         assert_eq!(s.codecommit_git_url, DEFAULT_CODECOMMIT_GIT_URL);
+        assert_eq!(s.aws_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(s.stall_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(s.compare_budget, std::time::Duration::from_secs(60));
     }
 
     #[test]
@@ -500,6 +533,20 @@ mod tests {
             ),
             (
                 SettingsArgs {
+                    stall_timeout: Some("0".into()),
+                    ..args()
+                },
+                "MIRROR_STALL_TIMEOUT (--stall-timeout)",
+            ),
+            (
+                SettingsArgs {
+                    stall_timeout: Some("a minute".into()),
+                    ..args()
+                },
+                "MIRROR_STALL_TIMEOUT (--stall-timeout)",
+            ),
+            (
+                SettingsArgs {
                     org: Some("a/../b".into()),
                     ..SettingsArgs::default()
                 },
@@ -513,12 +560,15 @@ mod tests {
                 "{err:?} should start with {expected:?}"
             );
         }
-        let env = |name: &str| (name == "MIRROR_MAX_REFS_PER_PUSH").then(|| "lots".to_string());
-        assert!(args()
-            .resolve(&env)
-            .unwrap_err()
-            .to_string()
-            .starts_with("MIRROR_MAX_REFS_PER_PUSH"));
+        for setting in [
+            "MIRROR_MAX_REFS_PER_PUSH",
+            "MIRROR_AWS_TIMEOUT",
+            "MIRROR_COMPARE_BUDGET",
+        ] {
+            let env = |name: &str| (name == setting).then(|| "0".to_string());
+            let err = args().resolve(&env).unwrap_err().to_string();
+            assert!(err.starts_with(setting), "{err}");
+        }
     }
 
     #[test]

@@ -29,3 +29,5 @@ mod listing_guards;
 mod ref_names;
 #[path = "e2e/settings_and_source.rs"]
 mod settings_and_source;
+#[path = "e2e/timeouts.rs"]
+mod timeouts;

@@ -1,6 +1,6 @@
 //! Opening a smart-HTTP connection to one repository: URL, Basic credentials sent preemptively (no 401
-//! round trip, no wasted upload), and a time limit on every request, since the HTTP client has no overall
-//! deadline of its own.
+//! round trip, no wasted upload), a time limit on every request, since the HTTP client has no overall
+//! deadline of its own, and the stall guard on every answer and request body ([`super::stall`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,7 +12,7 @@ use gix::protocol::transport::Protocol;
 use super::error::describe;
 
 /// The HTTP transport used for every connection.
-pub type HttpTransport = http::Transport<http::reqwest::Remote>;
+pub type HttpTransport = http::Transport<super::stall::Guarded>;
 
 /// Basic-auth credentials. `Debug` shows neither part: a username can carry a secret too (CodeCommit's
 /// is the access key id and the session token).
@@ -39,6 +39,8 @@ pub struct Endpoint {
     pub credentials: Option<Credentials>,
     /// Requests still running at this instant fail.
     pub deadline: Option<Instant>,
+    /// Transfers in which no byte moves for its timeout fail (and trip it).
+    pub stall: super::StallGuard,
 }
 
 impl Endpoint {
@@ -47,6 +49,7 @@ impl Endpoint {
             url: url.into(),
             credentials,
             deadline: None,
+            stall: super::StallGuard::default(),
         }
     }
 
@@ -59,7 +62,12 @@ impl Endpoint {
         };
         let url = gix::url::parse(gix::bstr::BStr::new(self.url.as_str()))
             .map_err(|err| handshake_error(describe(&err)))?;
-        let mut transport = HttpTransport::new(url, protocol, false);
+        let mut transport = HttpTransport::new_http(
+            super::stall::Guarded::new(self.stall.clone(), &self.url),
+            url,
+            protocol,
+            false,
+        );
         if let Some(credentials) = &self.credentials {
             transport
                 .set_identity(gix::protocol::transport::client::Account {

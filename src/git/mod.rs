@@ -13,8 +13,10 @@ pub mod index_pack;
 pub mod pack_stream;
 mod pktline;
 pub mod receive_pack;
+pub mod stall;
 mod tls;
 pub mod upload_pack;
 
 pub use connection::{Credentials, Endpoint};
 pub use error::GitError;
+pub use stall::{Stall, StallGuard};

@@ -54,9 +54,13 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
     if let Err(err) = &settings {
         log_json(&serde_json::json!({"message": "invalid settings", "error": err.to_string()}));
     }
+    let aws_timeout = settings
+        .as_ref()
+        .map(|s| s.aws_timeout)
+        .unwrap_or(crate::aws_timeouts::DEFAULT_AWS_OPERATION_TIMEOUT);
     let function = Arc::new(Function {
         settings,
-        clients: Clients::load().await,
+        clients: Clients::load(aws_timeout).await,
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let function = function.clone();

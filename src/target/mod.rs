@@ -296,6 +296,7 @@ impl Targets {
         source: &crate::source::SourceRepo,
         create: bool,
         deadline: Option<std::time::Instant>,
+        stall: &crate::git::StallGuard,
         handle: &tokio::runtime::Handle,
     ) -> Result<Option<Opened>, TargetError> {
         check_repository_name(name)?;
@@ -314,6 +315,7 @@ impl Targets {
                     url: template.replace("{name}", name),
                     credentials: credentials.clone(),
                     deadline,
+                    stall: stall.clone(),
                 };
                 Ok(Some(Opened {
                     mirror: Box::new(remote::RemoteMirror::open(endpoint)?),
@@ -321,7 +323,7 @@ impl Targets {
                 }))
             }
             Targets::CodeCommit(codecommit) => {
-                codecommit.open(handle, name, source, create, deadline)
+                codecommit.open(handle, name, source, create, deadline, stall)
             }
         }
     }

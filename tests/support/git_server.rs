@@ -117,6 +117,8 @@ struct Shared {
     auth: Auth,
     http_backend: PathBuf,
     cut_next_upload_pack: Mutex<Option<u64>>,
+    /// Repositories (`NAME.git`) whose receive-pack POSTs are accepted and then neither read nor answered.
+    stalled_pushes: Mutex<Vec<String>>,
     max_ref_updates: Mutex<Option<usize>>,
     /// How many more ref advertisements (`GET …/info/refs`) answer 404, as for a repository that
     /// does not exist yet.
@@ -149,6 +151,7 @@ impl GitServer {
             auth,
             http_backend: find_http_backend(),
             cut_next_upload_pack: Mutex::new(None),
+            stalled_pushes: Mutex::new(Vec::new()),
             max_ref_updates: Mutex::new(None),
             not_found_next: Mutex::new(0),
             ref_limit_refusal: Mutex::new(RefLimitRefusal::ReportStatus),
@@ -201,6 +204,13 @@ impl GitServer {
     /// leave it armed: it hits the first upload-pack response reaching `bytes`.
     pub fn cut_next_upload_pack_after(&self, bytes: u64) {
         *lock(&self.shared.cut_next_upload_pack) = Some(bytes);
+    }
+
+    /// Fault injection: from now on every receive-pack POST to repository `repo` (`NAME.git`) is
+    /// accepted — its request line and headers read — and then nothing more: its body is never read,
+    /// no answer is sent, until the server stops. Other requests (the ref advertisement too) are served.
+    pub fn stall_pushes_to(&self, repo: &str) {
+        lock(&self.shared.stalled_pushes).push(repo.to_owned());
     }
 
     /// Refuse any receive-pack request carrying more than `n` ref-update commands (`None`: no
@@ -577,6 +587,13 @@ fn serve_connection(stream: TcpStream, shared: &Shared, stop: &Stop) {
                 break;
             }
         };
+        if is_stalled_push(&req, shared) {
+            // Holds the connection without reading or answering, until the server stops.
+            while !stop.requested() {
+                std::thread::sleep(STALLED_PUSH_SLICE);
+            }
+            break;
+        }
         let answering = Answering::start(shared);
         let keep_alive = handle_request(&req, &mut reader, &mut writer, shared);
         drop(answering);
@@ -772,6 +789,18 @@ fn is_upload_pack_post(req: &Request) -> bool {
 
 fn is_receive_pack_post(req: &Request) -> bool {
     req.method == "POST" && req.target_path.ends_with("/git-receive-pack")
+}
+
+/// How often a stalled push looks whether the server is stopping.
+const STALLED_PUSH_SLICE: Duration = Duration::from_millis(20);
+
+/// Whether `req` is a push [`GitServer::stall_pushes_to`] holds.
+fn is_stalled_push(req: &Request, shared: &Shared) -> bool {
+    is_receive_pack_post(req)
+        && lock(&shared.stalled_pushes).iter().any(|repo| {
+            req.target_path
+                .ends_with(&format!("/{repo}/git-receive-pack"))
+        })
 }
 
 /// Serves an authorised request with `git http-backend`. Returns whether the connection may

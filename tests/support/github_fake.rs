@@ -157,6 +157,8 @@ struct State {
     used_anonymous: u64,
     reset_at: u64,
     request_serial: u64,
+    /// How long every compare answer is held back (see [`GitHubFake::delay_compare`]).
+    compare_delay: Option<std::time::Duration>,
 }
 
 /// The fake. Dropping it shuts the server down.
@@ -188,6 +190,7 @@ impl GitHubFake {
             used_anonymous: 0,
             reset_at: now_epoch() + 3600,
             request_serial: 0,
+            compare_delay: None,
         }));
         Mock::given(any())
             .respond_with(Responder {
@@ -268,6 +271,12 @@ impl GitHubFake {
         Auth::Custom(Arc::new(move |user, password, _| {
             user == "x-access-token" && accepts(&lock(&state), password)
         }))
+    }
+
+    /// From now on every compare answer is sent only after `delay` (`None`: at once), as from an API
+    /// that has stopped answering.
+    pub fn delay_compare(&self, delay: Option<std::time::Duration>) {
+        self.lock().compare_delay = delay;
     }
 
     /// Undo [`require_token`](Self::require_token).
@@ -531,6 +540,7 @@ impl Respond for Responder {
                 repos: st.repos.clone(),
                 canonical_links: st.canonical_links,
                 listing_quirk: st.listing_quirk,
+                compare_delay: st.compare_delay,
             };
             // Credentials are demanded once a token is required or installation tokens exist.
             let authorised = if st.token.is_some() || !st.issued.is_empty() {
@@ -563,6 +573,7 @@ struct Snapshot {
     repos: Vec<FakeRepo>,
     canonical_links: bool,
     listing_quirk: Option<ListingQuirk>,
+    compare_delay: Option<std::time::Duration>,
 }
 
 impl Snapshot {
@@ -737,7 +748,13 @@ fn route(ctx: &Ctx, snap: &Snapshot, request: &Request) -> ResponseTemplate {
         },
         ["repos", owner, name, "compare", rest @ ..] if !rest.is_empty() => {
             match snap.find_repo(owner, name) {
-                Some(repo) => compare(ctx, snap, repo, &rest.join("/")),
+                Some(repo) => {
+                    let answer = compare(ctx, snap, repo, &rest.join("/"));
+                    match snap.compare_delay {
+                        Some(delay) => answer.set_delay(delay),
+                        None => answer,
+                    }
+                }
                 None => ctx.not_found(),
             }
         }

@@ -10,6 +10,7 @@ pub mod github_fake;
 pub mod lambda;
 pub mod moto;
 pub mod sigv4_check;
+pub mod silent_server;
 pub mod thread_server;
 pub mod tls_front;
 
@@ -201,7 +202,12 @@ impl World {
 /// Runs `repo-mirror` in `cwd` with exactly `env` (plus PATH and HOME).
 pub async fn run_binary(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Outcome {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_repo-mirror"));
-    command.current_dir(cwd).args(args).stdin(Stdio::null());
+    // A test that gives up on a run (a bound it set ran out) takes the process down with it.
+    command
+        .current_dir(cwd)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     clean_environment(command.as_std_mut(), env);
     let output = command.output().await.expect("run repo-mirror");
     Outcome {

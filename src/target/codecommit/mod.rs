@@ -84,6 +84,7 @@ impl CodeCommit {
         source: &SourceRepo,
         create: bool,
         deadline: Option<Instant>,
+        stall: &crate::git::StallGuard,
     ) -> Result<Option<Opened>, TargetError> {
         let metadata = handle.block_on(self.find(name))?;
         let (metadata, created) = match metadata {
@@ -95,6 +96,7 @@ impl CodeCommit {
             let codecommit = self.clone();
             let handle = handle.clone();
             let name = name.to_owned();
+            let stall = stall.clone();
             move || -> Result<Endpoint, TargetError> {
                 let url = codecommit.git_url_template.replace("{name}", &name);
                 let credentials = handle.block_on(codecommit.git_credentials(&url))?;
@@ -102,6 +104,7 @@ impl CodeCommit {
                     url,
                     credentials: Some(credentials),
                     deadline,
+                    stall: stall.clone(),
                 })
             }
         };
