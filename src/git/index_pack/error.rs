@@ -77,6 +77,8 @@ pub enum IndexPackError {
 pub enum DeltaProblem {
     #[error("its size header is cut short or overflows")]
     BadHeader,
+    #[error("it is {size} bytes long, shorter than git accepts of any delta")]
+    TooSmall { size: u64 },
     #[error("it is made for a base of {expected} bytes, but its base has {actual}")]
     BaseSize { expected: u64, actual: u64 },
     #[error("command byte 0 is reserved")]

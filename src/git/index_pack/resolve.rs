@@ -240,6 +240,12 @@ impl Resolver<'_> {
             DeltaError::Read(source) => read_back_error(pack_path, offset, source),
             DeltaError::Target(err) => err,
         };
+        if entry.size < delta::MIN_DELTA_LEN {
+            return Err(IndexPackError::Delta {
+                offset,
+                problem: DeltaProblem::TooSmall { size: entry.size },
+            });
+        }
         let mut instructions =
             BufReader::with_capacity(INSTRUCTION_BUFFER, self.pack.inflate(entry));
         let header = delta::read_header(&mut instructions).map_err(&delta_error)?;
