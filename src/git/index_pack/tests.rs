@@ -686,8 +686,8 @@ fn a_delta_copying_outside_its_base_is_refused() {
             base_len: 12
         }
     );
-    // Copy with no size bytes: 64 KiB.
-    let problem = delta_problem(&pack_with_delta(&delta(12, 10, b"\x80")));
+    // Copy with no size bytes: 64 KiB (an insert after it, as git refuses deltas under 4 bytes).
+    let problem = delta_problem(&pack_with_delta(&delta(12, 10, b"\x80\x01!")));
     assert!(matches!(
         problem,
         DeltaProblem::CopyOutOfRange { size: 0x10000, .. }
@@ -704,7 +704,7 @@ fn deltas_that_break_their_own_promises_are_refused() {
                 actual: 12,
             },
         ),
-        (&delta(12, 1, b"\x00"), DeltaProblem::ReservedCommand),
+        (&delta(12, 1, b"\x00\x01!"), DeltaProblem::ReservedCommand),
         (
             &delta(12, 1, b"\x02!!"),
             DeltaProblem::TooLong { expected: 1 },
@@ -722,7 +722,7 @@ fn deltas_that_break_their_own_promises_are_refused() {
         assert_eq!(delta_problem(&pack_with_delta(delta)), expected);
     }
     assert_eq!(
-        delta_problem(&pack_with_delta(b"\x8c")),
+        delta_problem(&pack_with_delta(b"\x8c\x80\x80\x80")),
         DeltaProblem::BadHeader
     );
 }
@@ -890,6 +890,50 @@ fn a_delta_shorter_than_git_accepts_is_refused_like_git_does() {
     let mut builder = PackBuilder::default();
     let base_offset = builder.blob(&base);
     builder.ofs_delta(base_offset, &[0x80, 0x80, 0x01, 0x00]);
+    let pack = builder.finish();
+    assert!(git_accepts(&pack));
+    let target = Target::new();
+    let indexed = index_pack(&mut &pack[..], &target.pack_dir())
+        .expect("indexes")
+        .expect("has objects");
+    assert_eq!(
+        fs::read(&indexed.index_path).expect("idx"),
+        target.git_index(&pack)
+    );
+}
+
+#[test]
+fn a_ref_delta_against_an_object_that_is_in_the_pack_twice_is_refused_like_git_does() {
+    // Found by the property test against git: git's index-pack dies with "already resolved
+    // (duplicate base)" when a ref-delta's base id names two objects of the pack.
+    let base = b"hello, world";
+    let mut builder = PackBuilder::default();
+    builder.blob(base);
+    builder.blob(base);
+    builder.ref_delta(blob_id(base), &delta(12, 5, b"\x91\x07\x05"));
+    let pack = builder.finish();
+    assert!(!git_accepts(&pack));
+    let err = index_error(&pack);
+    assert!(
+        matches!(err, IndexPackError::DuplicateBase { base_id, .. } if base_id == blob_id(base)),
+        "{err}"
+    );
+
+    // The same with the second copy made by a delta that reproduces its base exactly.
+    let mut builder = PackBuilder::default();
+    let first = builder.blob(base);
+    builder.ofs_delta(first, &delta(12, 12, b"\x90\x0c"));
+    builder.ref_delta(blob_id(base), &delta(12, 5, b"\x91\x07\x05"));
+    let pack = builder.finish();
+    assert!(!git_accepts(&pack));
+    let err = index_error(&pack);
+    assert!(matches!(err, IndexPackError::DuplicateBase { .. }), "{err}");
+
+    // Duplicates alone, with no ref-delta against them, are accepted by both.
+    let mut builder = PackBuilder::default();
+    let first = builder.blob(base);
+    builder.blob(base);
+    builder.ofs_delta(first, &delta(12, 5, b"\x91\x07\x05"));
     let pack = builder.finish();
     assert!(git_accepts(&pack));
     let target = Target::new();
