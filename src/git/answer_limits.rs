@@ -11,10 +11,12 @@ use std::io::{self, BufRead, Read};
 use gix::protocol::transport::client::blocking_io::ReadlineBufRead;
 use gix::protocol::transport::packetline::PacketLineRef;
 
-/// Refs (advertisement lines, peeled tags counting twice) a target may advertise.
-pub const MAX_ADVERTISED_REFS: usize = 500_000;
+/// Refs (advertisement lines, peeled tags counting twice) a target may advertise: the 2,000,000 a
+/// source may advertise, and room for the backups of diverged refs, so that a mirror can always be
+/// read back.
+pub const MAX_ADVERTISED_REFS: usize = 2_500_000;
 /// Bytes of ref advertisement (pkt-line payloads) a target may send.
-pub const MAX_ADVERTISEMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_ADVERTISEMENT_BYTES: u64 = 256 * 1024 * 1024;
 /// Report-status lines accepted beyond one per command sent (the `unpack` line, and room to spare).
 pub const REPORT_STATUS_EXTRA_LINES: usize = 16;
 /// Report-status bytes accepted for every line it may have.
@@ -54,6 +56,22 @@ impl fmt::Display for AnswerLimit {
             AnswerLimit::Bytes(n) => write!(f, "{n} bytes"),
             AnswerLimit::Refs(n) => write!(f, "{n} refs"),
             AnswerLimit::Lines(n) => write!(f, "{n} lines"),
+        }
+    }
+}
+
+/// The limits on a ref advertisement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdvertisementLimits {
+    pub refs: usize,
+    pub bytes: u64,
+}
+
+impl Default for AdvertisementLimits {
+    fn default() -> Self {
+        AdvertisementLimits {
+            refs: MAX_ADVERTISED_REFS,
+            bytes: MAX_ADVERTISEMENT_BYTES,
         }
     }
 }
@@ -102,11 +120,11 @@ pub struct LimitedAdvertisement<'a> {
 }
 
 impl<'a> LimitedAdvertisement<'a> {
-    pub fn new(inner: &'a mut dyn ReadlineBufRead, max_lines: usize, max_bytes: u64) -> Self {
+    pub fn new(inner: &'a mut dyn ReadlineBufRead, limits: AdvertisementLimits) -> Self {
         LimitedAdvertisement {
             inner,
-            max_lines,
-            max_bytes,
+            max_lines: limits.refs,
+            max_bytes: limits.bytes,
             lines: 0,
             bytes: 0,
             exceeded: None,

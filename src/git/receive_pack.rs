@@ -12,8 +12,8 @@ use gix::protocol::transport::client::{MessageKind, WriteMode};
 use gix::protocol::transport::{Protocol, Service};
 
 use super::answer_limits::{
-    read_to_end_limited, Answer, AnswerLimit, LimitedAdvertisement, ReportStatusLimits,
-    MAX_ADVERTISED_REFS, MAX_ADVERTISEMENT_BYTES, MAX_SIDE_BAND_MESSAGE_BYTES,
+    read_to_end_limited, AdvertisementLimits, Answer, AnswerLimit, LimitedAdvertisement,
+    ReportStatusLimits, MAX_SIDE_BAND_MESSAGE_BYTES,
 };
 use super::connection::HttpTransport;
 use super::error::describe;
@@ -40,6 +40,14 @@ pub struct PushOutcome {
 
 impl TargetConnection {
     pub fn open(endpoint: &Endpoint) -> Result<Self, GitError> {
+        Self::open_with_limits(endpoint, AdvertisementLimits::default())
+    }
+
+    /// [`TargetConnection::open`], reading the ref advertisement up to `limits`.
+    pub fn open_with_limits(
+        endpoint: &Endpoint,
+        limits: AdvertisementLimits,
+    ) -> Result<Self, GitError> {
         let url = endpoint.url.clone();
         let handshake_error = |message: String| GitError::Handshake {
             url: url.clone(),
@@ -60,11 +68,7 @@ impl TargetConnection {
             .collect();
         let mut refs = RefMap::new();
         if let Some(reader) = response.refs.as_mut() {
-            let mut limited = LimitedAdvertisement::new(
-                reader.as_mut(),
-                MAX_ADVERTISED_REFS,
-                MAX_ADVERTISEMENT_BYTES,
-            );
+            let mut limited = LimitedAdvertisement::new(reader.as_mut(), limits);
             let listed = gix::protocol::handshake::refs::from_v1_refs_received_as_part_of_handshake_and_capabilities(
                 &mut limited,
                 response.capabilities.iter(),

@@ -1,13 +1,18 @@
-//! A target's answers read up to their limits: a ref advertisement with more refs or bytes than
-//! allowed, and a report-status longer than a push of its size can need, fail that repository with
-//! an error naming the limit, and the other repositories are mirrored all the same.
+//! A target's answers read up to their limits, from the real git server with crafted padding: a ref
+//! advertisement with more refs or bytes than allowed fails the connection with an error naming the
+//! limit (read with small limits through the product's own connection, as the defaults take
+//! millions of refs), and a report-status longer than a push of its size can need fails that
+//! repository in a real run while the other repositories are mirrored all the same.
 
 use repo_mirror::git::answer_limits::{
-    ReportStatusLimits, MAX_ADVERTISED_REFS, MAX_ADVERTISEMENT_BYTES,
+    AdvertisementLimits, Answer, AnswerLimit, ReportStatusLimits, MAX_ADVERTISED_REFS,
+    MAX_ADVERTISEMENT_BYTES,
 };
+use repo_mirror::git::receive_pack::TargetConnection;
+use repo_mirror::git::{Endpoint, GitError};
 
-use crate::support::fixtures::{assert_fsck, assert_same_refs};
-use crate::support::git_server::ReceivePackPadding;
+use crate::support::fixtures::{self, assert_fsck, assert_same_refs};
+use crate::support::git_server::{Auth, GitServer, ReceivePackPadding};
 use crate::support::World;
 
 /// A repository `padded` whose target answers get `padding`, and a repository `plain` beside it;
@@ -39,49 +44,94 @@ fn error_of(entry: &serde_json::Value) -> String {
     entry["error"].as_str().unwrap_or_default().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_ref_advertisement_with_too_many_refs_fails_that_repository() {
-    let lines = (0..=MAX_ADVERTISED_REFS)
-        .map(|i| format!("{:040x} refs/heads/padding/{i}", i + 1).into_bytes())
-        .collect();
-    let entry = mirror_with_padding(ReceivePackPadding {
-        advertised_refs: lines,
-        ..ReceivePackPadding::default()
-    })
-    .await;
-    let error = error_of(&entry);
+/// Opens the target `padded.git`, whose advertisement carries `extra` ref lines, reading it up to
+/// `limits`: through the real server, with the product's own connection.
+fn open_padded_target(limits: AdvertisementLimits, extra: Vec<Vec<u8>>) -> Result<usize, GitError> {
+    let server_root = tempfile::TempDir::new().expect("temp dir");
+    fixtures::init_bare(&server_root.path().join("padded.git"));
+    let server = GitServer::start(server_root.path(), Auth::None);
+    server.pad_receive_pack_answers(
+        "padded.git",
+        ReceivePackPadding {
+            advertised_refs: extra,
+            ..ReceivePackPadding::default()
+        },
+    );
+    let endpoint = Endpoint::new(server.url("padded.git"), None);
+    TargetConnection::open_with_limits(&endpoint, limits).map(|c| c.refs().len())
+}
+
+fn ref_lines(count: usize, line_len: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let mut line = format!("{:040x} refs/heads/padding/{i}-", i + 1).into_bytes();
+            line.resize(line_len.max(line.len()), b'x');
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn a_ref_advertisement_with_too_many_refs_fails_naming_the_limit() {
+    let limits = AdvertisementLimits {
+        refs: 100,
+        bytes: 1 << 20,
+    };
+    // At the limit (the first line, `capabilities^{}` of an empty repository, counts too).
+    let refs = open_padded_target(limits, ref_lines(99, 0)).expect("at the limit");
+    assert_eq!(refs, 99);
+    let err = open_padded_target(limits, ref_lines(100, 0)).expect_err("over the limit");
     assert!(
-        error.contains(&format!(
-            "ref advertisement is over its limit of {MAX_ADVERTISED_REFS} refs"
-        )),
-        "{error}"
+        matches!(
+            err,
+            GitError::AnswerTooLarge {
+                answer: Answer::RefAdvertisement,
+                limit: AnswerLimit::Refs(100),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("ref advertisement is over its limit of 100 refs"),
+        "{err}"
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_ref_advertisement_with_too_many_bytes_fails_that_repository() {
-    // Long names (a pkt-line holds up to 65516 bytes), so that the bytes run out before the refs.
-    let line_len = 60_000u64;
-    let count = MAX_ADVERTISEMENT_BYTES / line_len + 1;
-    let lines = (0..count)
-        .map(|i| {
-            let mut line = format!("{:040x} refs/heads/", i + 1).into_bytes();
-            line.resize(line_len as usize, b'x');
-            line
-        })
-        .collect();
-    let entry = mirror_with_padding(ReceivePackPadding {
-        advertised_refs: lines,
-        ..ReceivePackPadding::default()
-    })
-    .await;
-    let error = error_of(&entry);
+#[test]
+fn a_ref_advertisement_with_too_many_bytes_fails_naming_the_limit() {
+    let limits = AdvertisementLimits {
+        refs: 1000,
+        bytes: 100_000,
+    };
+    // Ten lines of 9,000 bytes fit; twelve do not.
+    open_padded_target(limits, ref_lines(10, 9_000)).expect("under the limit");
+    let err = open_padded_target(limits, ref_lines(12, 9_000)).expect_err("over the limit");
     assert!(
-        error.contains(&format!(
-            "ref advertisement is over its limit of {MAX_ADVERTISEMENT_BYTES} bytes"
-        )),
-        "{error}"
+        matches!(
+            err,
+            GitError::AnswerTooLarge {
+                answer: Answer::RefAdvertisement,
+                limit: AnswerLimit::Bytes(100_000),
+                ..
+            }
+        ),
+        "{err}"
     );
+}
+
+#[test]
+fn the_default_advertisement_limits_are_the_documented_ones() {
+    let limits = AdvertisementLimits::default();
+    assert_eq!(limits.refs, MAX_ADVERTISED_REFS);
+    assert_eq!(limits.bytes, MAX_ADVERTISEMENT_BYTES);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    assert_eq!(MAX_ADVERTISED_REFS, 2_500_000);
+    assert_eq!(MAX_ADVERTISEMENT_BYTES, 256 * 1024 * 1024);
+    assert!(readme.contains("the ref advertisement up to 2,500,000"));
+    assert!(readme.contains("and 256 MiB"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
