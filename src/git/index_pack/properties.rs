@@ -1,6 +1,7 @@
 //! The indexer judged by `git index-pack --stdin` over generated packs: packs written entry by entry
 //! (whole objects of every type, ofs- and ref-deltas in any order, bases that are missing, objects
-//! that repeat), as they are or with a bit flipped, a byte lost or the stream cut short, and packs
+//! that repeat), as they are or with a bit flipped, a byte lost, a wrong object count or the stream
+//! cut short, and packs
 //! `git pack-objects` makes of repositories with random history. Both must accept or refuse the same
 //! packs, and for an accepted pack write byte-identical `.idx` files; a refused pack leaves nothing.
 //!
@@ -57,7 +58,7 @@ enum Spec {
 #[derive(Debug, Clone)]
 enum Mutation {
     None,
-    /// A bit flipped in the entries, under a trailer made to match, or left as it was.
+    /// A bit flipped in the header or the entries, under a trailer made to match, or left as it was.
     Flip {
         at: prop::sample::Index,
         bit: u8,
@@ -67,6 +68,9 @@ enum Mutation {
     Drop(prop::sample::Index),
     /// The stream ends early.
     Cut(prop::sample::Index),
+    /// The header announces this many objects more (or fewer) than there are, under a matching
+    /// trailer.
+    Recount(i8),
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +125,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             .prop_map(|(at, bit, fix)| Mutation::Flip { at, bit, fix }),
         1 => any::<prop::sample::Index>().prop_map(Mutation::Drop),
         1 => any::<prop::sample::Index>().prop_map(Mutation::Cut),
+        1 => (-2i8..=2).prop_filter("a change", |n| *n != 0).prop_map(Mutation::Recount),
     ]
 }
 
@@ -309,7 +314,7 @@ fn build(plan: &PackPlan) -> Vec<u8> {
     match &plan.mutation {
         Mutation::None => {}
         Mutation::Flip { at, bit, fix } => {
-            let at = 12 + at.index(entries_end - 12);
+            let at = at.index(entries_end);
             pack[at] ^= 1 << bit;
             if *fix {
                 fix_trailer(&mut pack);
@@ -320,6 +325,12 @@ fn build(plan: &PackPlan) -> Vec<u8> {
             fix_trailer(&mut pack);
         }
         Mutation::Cut(at) => pack.truncate(at.index(pack.len())),
+        Mutation::Recount(change) => {
+            let count = u32::from_be_bytes([pack[8], pack[9], pack[10], pack[11]]);
+            let count = count.saturating_add_signed(i32::from(*change));
+            pack[8..12].copy_from_slice(&count.to_be_bytes());
+            fix_trailer(&mut pack);
+        }
     }
     pack
 }
