@@ -267,8 +267,10 @@ impl TargetConnection {
 const REFUSAL_EXCERPT_BYTES: u64 = 4096;
 /// Error messages from the side-band kept to show with a failure; later ones are counted, not kept.
 const KEPT_ERROR_MESSAGES: usize = 16;
-/// Bytes of a malformed report-status shown in the error.
+/// Characters of a malformed report-status shown in the error.
 const MALFORMED_EXCERPT_CHARS: usize = 200;
+/// Characters kept of each side-band error message.
+const KEPT_MESSAGE_CHARS: usize = 500;
 
 /// The side-band messages of a push: the errors among them, and whether they went over their limit.
 #[derive(Default)]
@@ -286,7 +288,11 @@ impl RemoteMessages {
             self.over_limit = true;
             return std::ops::ControlFlow::Break(());
         }
-        let text = String::from_utf8_lossy(text).trim().to_owned();
+        let text: String = String::from_utf8_lossy(text)
+            .trim()
+            .chars()
+            .take(KEPT_MESSAGE_CHARS)
+            .collect();
         if (is_error || text.starts_with("error") || text.starts_with("fatal"))
             && self.errors.len() < KEPT_ERROR_MESSAGES
         {
@@ -554,6 +560,13 @@ mod reading_tests {
             "only the first errors are kept"
         );
         assert!(!messages.over_limit);
+        let mut messages = RemoteMessages::default();
+        let _ = messages.note(true, &[b'e'; 60_000]);
+        assert_eq!(
+            messages.errors[0].len(),
+            KEPT_MESSAGE_CHARS,
+            "and only their start"
+        );
     }
 
     /// What a command's status line says: ok, refused with a reason, or nothing.
