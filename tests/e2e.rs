@@ -5,6 +5,8 @@ mod support;
 
 #[path = "e2e/adoption_and_backups.rs"]
 mod adoption_and_backups;
+#[path = "e2e/answer_limits.rs"]
+mod answer_limits;
 #[path = "e2e/codecommit_target.rs"]
 mod codecommit_target;
 #[path = "e2e/dir_safety.rs"]

@@ -1,5 +1,7 @@
 //! Errors of the git wire protocol, each carrying the URL (never credentials) it happened at.
 
+use super::answer_limits::{Answer, AnswerLimit};
+
 /// A failure talking git to one endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -33,6 +35,12 @@ pub enum GitError {
     Unpack { url: String, message: String },
     #[error("{url}: the report-status answer is malformed: {message}")]
     ReportStatus { url: String, message: String },
+    #[error("{url}: the target's {answer} is over its limit of {limit}")]
+    AnswerTooLarge {
+        url: String,
+        answer: Answer,
+        limit: AnswerLimit,
+    },
 }
 
 impl GitError {

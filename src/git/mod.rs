@@ -7,6 +7,7 @@
 //! Packs themselves: [`pack_stream`] checks a pack in flight, [`index_pack`] indexes one into a local
 //! repository.
 
+pub mod answer_limits;
 mod connection;
 mod error;
 pub mod index_pack;

@@ -200,4 +200,97 @@ mod tests {
         not_pack[0] = b'X';
         assert!(io::copy(&mut PackStream::new(&not_pack[..]), &mut io::sink()).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Hands out its bytes in the chunk sizes given (cycled; 0 stands for 1), as a network would.
+        struct Chunked<'a> {
+            data: &'a [u8],
+            sizes: &'a [usize],
+            next: usize,
+        }
+
+        impl Read for Chunked<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let size = self.sizes[self.next % self.sizes.len()].max(1);
+                self.next += 1;
+                let n = size.min(buf.len()).min(self.data.len());
+                buf[..n].copy_from_slice(&self.data[..n]);
+                self.data = &self.data[n..];
+                Ok(n)
+            }
+        }
+
+        /// Accepted or not, whether the trailer was verified, and the bytes counted.
+        fn verdict(reader: impl Read) -> (bool, bool, u64, Vec<u8>) {
+            let mut stream = PackStream::new(reader);
+            let mut out = Vec::new();
+            let accepted = stream.read_to_end(&mut out).is_ok();
+            (accepted, stream.is_verified(), stream.byte_count(), out)
+        }
+
+        /// What the check must say, worked out on the whole buffer at once.
+        fn expected(bytes: &[u8]) -> bool {
+            if bytes.len() < HEADER_LEN + TRAILER_LEN
+                || &bytes[..4] != b"PACK"
+                || bytes[4..7] != [0, 0, 0]
+                || !matches!(bytes[7], 2 | 3)
+            {
+                return false;
+            }
+            let (content, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
+            let mut hasher = gix::hash::hasher(Kind::Sha1);
+            hasher.update(content);
+            hasher
+                .try_finalize()
+                .is_ok_and(|digest| digest.as_slice() == trailer)
+        }
+
+        /// A whole pack, or one cut short, extended or with a byte changed.
+        fn pack_or_mutant() -> impl Strategy<Value = Vec<u8>> {
+            let pack = proptest::collection::vec(any::<u8>(), 0..400)
+                .prop_map(|payload| pack_with_payload(&payload));
+            (pack, 0u8..4, any::<prop::sample::Index>(), any::<u8>()).prop_map(
+                |(mut pack, how, at, byte)| {
+                    let at = at.index(pack.len());
+                    match how {
+                        0 => {}
+                        1 => pack.truncate(at),
+                        2 => pack.insert(at, byte),
+                        _ => pack[at] ^= byte.max(1),
+                    }
+                    pack
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn the_verdict_does_not_depend_on_the_chunking(
+                bytes in pack_or_mutant(),
+                sizes in proptest::collection::vec(0usize..64, 1..20),
+            ) {
+                let whole = verdict(&bytes[..]);
+                let chunked = verdict(Chunked { data: &bytes, sizes: &sizes, next: 0 });
+                prop_assert_eq!(&chunked, &whole);
+                prop_assert_eq!(whole.0, expected(&bytes));
+                prop_assert_eq!(whole.1, whole.0, "verified exactly when accepted");
+                prop_assert_eq!(whole.2, bytes.len() as u64);
+                prop_assert_eq!(&whole.3, &bytes, "bytes pass through unchanged");
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..100),
+                sizes in proptest::collection::vec(0usize..40, 1..8),
+            ) {
+                let chunked = verdict(Chunked { data: &bytes, sizes: &sizes, next: 0 });
+                prop_assert_eq!(chunked.0, expected(&bytes));
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The target side: refs (under valid names only) and capabilities from the receive-pack
 //! advertisement, and a push — command pkt-lines, a flush, then the pack streamed through — whose
-//! report-status is parsed so that every refused ref surfaces with the server's reason.
+//! report-status is parsed so that every refused ref surfaces with the server's reason. Both answers
+//! are read up to the limits in [`answer_limits`](super::answer_limits).
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,10 @@ use gix::protocol::transport::client::blocking_io::Transport;
 use gix::protocol::transport::client::{MessageKind, WriteMode};
 use gix::protocol::transport::{Protocol, Service};
 
+use super::answer_limits::{
+    read_to_end_limited, AdvertisementLimits, Answer, AnswerLimit, LimitedAdvertisement,
+    ReportStatusLimits, MAX_SIDE_BAND_MESSAGE_BYTES,
+};
 use super::connection::HttpTransport;
 use super::error::describe;
 use super::{pktline, Endpoint, GitError};
@@ -35,6 +40,14 @@ pub struct PushOutcome {
 
 impl TargetConnection {
     pub fn open(endpoint: &Endpoint) -> Result<Self, GitError> {
+        Self::open_with_limits(endpoint, AdvertisementLimits::default())
+    }
+
+    /// [`TargetConnection::open`], reading the ref advertisement up to `limits`.
+    pub fn open_with_limits(
+        endpoint: &Endpoint,
+        limits: AdvertisementLimits,
+    ) -> Result<Self, GitError> {
         let url = endpoint.url.clone();
         let handshake_error = |message: String| GitError::Handshake {
             url: url.clone(),
@@ -55,11 +68,21 @@ impl TargetConnection {
             .collect();
         let mut refs = RefMap::new();
         if let Some(reader) = response.refs.as_mut() {
-            let (advertised, _) = gix::protocol::handshake::refs::from_v1_refs_received_as_part_of_handshake_and_capabilities(
-                reader.as_mut(),
+            let mut limited = LimitedAdvertisement::new(reader.as_mut(), limits);
+            let listed = gix::protocol::handshake::refs::from_v1_refs_received_as_part_of_handshake_and_capabilities(
+                &mut limited,
                 response.capabilities.iter(),
-            )
-            .map_err(|err| handshake_error(format!("could not read the advertised refs: {err}")))?;
+            );
+            if let Some(limit) = limited.exceeded() {
+                return Err(GitError::AnswerTooLarge {
+                    url,
+                    answer: Answer::RefAdvertisement,
+                    limit,
+                });
+            }
+            let (advertised, _) = listed.map_err(|err| {
+                handshake_error(format!("could not read the advertised refs: {err}"))
+            })?;
             for r in advertised {
                 let (name, value) = match r {
                     Ref::Direct {
@@ -160,8 +183,11 @@ impl TargetConnection {
         if let Err(err) = written {
             // The target may already have answered (e.g. refused the request); show its words if it did.
             drop(writer);
-            let mut answer = String::new();
-            let _ = reader.read_to_string(&mut answer);
+            let mut answer = Vec::new();
+            let _ = (&mut reader)
+                .take(REFUSAL_EXCERPT_BYTES)
+                .read_to_end(&mut answer);
+            let answer = String::from_utf8_lossy(&answer);
             let detail = if answer.trim().is_empty() {
                 String::new()
             } else {
@@ -176,65 +202,54 @@ impl TargetConnection {
         writer.flush().map_err(|err| push_error(describe(&err)))?;
         drop(writer);
 
-        let remote_messages = Arc::new(Mutex::new(Vec::<String>::new()));
+        let remote_messages = Arc::new(Mutex::new(RemoteMessages::default()));
         if side_band {
             let sink = remote_messages.clone();
             reader.set_progress_handler(Some(Box::new(move |is_error, text| {
-                let text = String::from_utf8_lossy(text).trim().to_owned();
-                if let Ok(mut messages) = sink.lock() {
-                    if is_error || text.starts_with("error") || text.starts_with("fatal") {
-                        messages.push(text);
-                    }
-                }
-                std::ops::ControlFlow::Continue(())
+                let Ok(mut messages) = sink.lock() else {
+                    return std::ops::ControlFlow::Continue(());
+                };
+                messages.note(is_error, text)
             })));
         }
-        let mut answer = Vec::new();
-        let read = reader.read_to_end(&mut answer);
-        let messages = remote_messages
+        let read = read_report_status(&mut reader, side_band, report_status, commands);
+        let (messages, too_many_messages) = remote_messages
             .lock()
-            .map(|m| m.join("; "))
+            .map(|m| (m.errors.join("; "), m.over_limit))
             .unwrap_or_default();
-        if let Err(err) = read {
-            let detail = if messages.is_empty() {
-                String::new()
-            } else {
-                format!(" (target said: {messages})")
-            };
-            return Err(push_error(format!("{err}{detail}")));
-        }
-        if !report_status {
-            return Ok(PushOutcome {
-                rejected: Vec::new(),
-                pack_bytes,
+        if too_many_messages {
+            return Err(GitError::AnswerTooLarge {
+                url: self.url.clone(),
+                answer: Answer::SideBandMessages,
+                limit: AnswerLimit::Bytes(MAX_SIDE_BAND_MESSAGE_BYTES),
             });
         }
-        let lines: Vec<String> = if side_band {
-            pktline::decode_all(&answer)
-                .ok_or_else(|| GitError::ReportStatus {
-                    url: self.url.clone(),
-                    message: String::from_utf8_lossy(&answer).into_owned(),
-                })?
-                .into_iter()
-                .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
-                .collect()
-        } else {
-            String::from_utf8_lossy(&answer)
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        };
-        let outcome = parse_report_status(&lines, commands).map_err(|message| {
-            let message = if messages.is_empty() {
+        let with_messages = |message: String| {
+            if messages.is_empty() {
                 message
             } else {
                 format!("{message} (target said: {messages})")
-            };
-            GitError::ReportStatus {
-                url: self.url.clone(),
-                message,
             }
-        })?;
+        };
+        let outcome = match read {
+            Ok(outcome) => outcome,
+            Err(ReportStatusFailure::Read(err)) => {
+                return Err(push_error(with_messages(err.to_string())))
+            }
+            Err(ReportStatusFailure::TooLarge(limit)) => {
+                return Err(GitError::AnswerTooLarge {
+                    url: self.url.clone(),
+                    answer: Answer::ReportStatus,
+                    limit,
+                })
+            }
+            Err(ReportStatusFailure::Malformed(message)) => {
+                return Err(GitError::ReportStatus {
+                    url: self.url.clone(),
+                    message: with_messages(message),
+                })
+            }
+        };
         match outcome {
             Ok(rejected) => Ok(PushOutcome {
                 rejected,
@@ -246,6 +261,96 @@ impl TargetConnection {
             }),
         }
     }
+}
+
+/// Bytes of a target's answer shown when it refused a push before taking all of it.
+const REFUSAL_EXCERPT_BYTES: u64 = 4096;
+/// Error messages from the side-band kept to show with a failure; later ones are counted, not kept.
+const KEPT_ERROR_MESSAGES: usize = 16;
+/// Characters of a malformed report-status shown in the error.
+const MALFORMED_EXCERPT_CHARS: usize = 200;
+/// Characters kept of each side-band error message.
+const KEPT_MESSAGE_CHARS: usize = 500;
+
+/// The side-band messages of a push: the errors among them, and whether they went over their limit.
+#[derive(Default)]
+struct RemoteMessages {
+    errors: Vec<String>,
+    bytes: u64,
+    over_limit: bool,
+}
+
+impl RemoteMessages {
+    /// Takes one message; stops the transfer once the messages go over their limit.
+    fn note(&mut self, is_error: bool, text: &[u8]) -> std::ops::ControlFlow<()> {
+        self.bytes = self.bytes.saturating_add(text.len() as u64);
+        if self.bytes > MAX_SIDE_BAND_MESSAGE_BYTES {
+            self.over_limit = true;
+            return std::ops::ControlFlow::Break(());
+        }
+        let text: String = String::from_utf8_lossy(text)
+            .trim()
+            .chars()
+            .take(KEPT_MESSAGE_CHARS)
+            .collect();
+        if (is_error || text.starts_with("error") || text.starts_with("fatal"))
+            && self.errors.len() < KEPT_ERROR_MESSAGES
+        {
+            self.errors.push(text);
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Why a report-status could not be read.
+#[derive(Debug)]
+enum ReportStatusFailure {
+    Read(io::Error),
+    TooLarge(AnswerLimit),
+    Malformed(String),
+}
+
+/// Reads the target's answer to a push of `commands` (pkt-lines when `side_band`, else the payloads
+/// one after the other) up to its limits, and, when `report_status` was asked for, parses it:
+/// `Ok(Err(reason))` when unpacking failed, else the refused refs with reasons.
+fn read_report_status(
+    answer: &mut dyn Read,
+    side_band: bool,
+    report_status: bool,
+    commands: &[Command],
+) -> Result<Result<Vec<(String, String)>, String>, ReportStatusFailure> {
+    let limits = ReportStatusLimits::for_commands(commands.len());
+    let answer = read_to_end_limited(answer, limits.bytes)
+        .map_err(ReportStatusFailure::Read)?
+        .map_err(ReportStatusFailure::TooLarge)?;
+    if !report_status {
+        return Ok(Ok(Vec::new()));
+    }
+    let lines: Vec<String> = if side_band {
+        pktline::decode_all(&answer)
+            .ok_or_else(|| {
+                ReportStatusFailure::Malformed(
+                    String::from_utf8_lossy(&answer)
+                        .chars()
+                        .take(MALFORMED_EXCERPT_CHARS)
+                        .collect(),
+                )
+            })?
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
+            .collect()
+    } else {
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    if lines.len() > limits.lines {
+        return Err(ReportStatusFailure::TooLarge(AnswerLimit::Lines(
+            limits.lines,
+        )));
+    }
+    parse_report_status(&lines, commands).map_err(ReportStatusFailure::Malformed)
 }
 
 /// Reads report-status lines: `Err(reason)` when unpacking failed, else the refused refs with reasons.
@@ -329,5 +434,226 @@ mod tests {
         assert_eq!(unpack, Err("index-pack abnormal exit".to_string()));
         assert!(parse_report_status(&[], &cmds).is_err());
         assert!(parse_report_status(&["garbage".into()], &cmds).is_err());
+    }
+}
+
+#[cfg(test)]
+mod reading_tests {
+    use super::super::answer_limits::REPORT_STATUS_EXTRA_LINES;
+    use super::*;
+    use gix::ObjectId;
+    use proptest::prelude::*;
+
+    fn commands(count: usize) -> Vec<Command> {
+        (0..count)
+            .map(|i| Command {
+                name: format!("refs/heads/b{i}"),
+                old: ObjectId::null(gix::hash::Kind::Sha1),
+                new: ObjectId::null(gix::hash::Kind::Sha1),
+            })
+            .collect()
+    }
+
+    /// Hands out its bytes in the chunk sizes given (cycled; 0 stands for 1).
+    struct Chunked<'a> {
+        data: &'a [u8],
+        sizes: &'a [usize],
+        next: usize,
+    }
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let size = self.sizes[self.next % self.sizes.len()].max(1);
+            self.next += 1;
+            let n = size.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// The answer as the target sends it: pkt-lines and a flush (side-band), or the payloads alone.
+    fn answer(lines: &[String], side_band: bool) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for line in lines {
+            let line = format!("{line}\n");
+            if side_band {
+                bytes.extend(pktline::encode(line.as_bytes()));
+            } else {
+                bytes.extend_from_slice(line.as_bytes());
+            }
+        }
+        if side_band {
+            bytes.extend_from_slice(pktline::FLUSH);
+        }
+        bytes
+    }
+
+    fn too_large(
+        result: Result<Result<Vec<(String, String)>, String>, ReportStatusFailure>,
+    ) -> AnswerLimit {
+        match result {
+            Err(ReportStatusFailure::TooLarge(limit)) => limit,
+            other => panic!("not over a limit: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_line_more_than_the_limit_allows_is_refused() {
+        let cmds = commands(3);
+        let limits = ReportStatusLimits::for_commands(3);
+        assert_eq!(limits.lines, 3 + REPORT_STATUS_EXTRA_LINES);
+        let mut lines = vec!["unpack ok".to_string()];
+        lines.extend((0..limits.lines - 1).map(|i| format!("ok refs/heads/b{}", i % 3)));
+        for side_band in [true, false] {
+            let at_limit = answer(&lines, side_band);
+            let read = read_report_status(&mut &at_limit[..], side_band, true, &cmds);
+            assert_eq!(read.expect("at the limit").expect("unpacked"), Vec::new());
+
+            let mut over = lines.clone();
+            over.push("ok refs/heads/b0".into());
+            let over = answer(&over, side_band);
+            let read = read_report_status(&mut &over[..], side_band, true, &cmds);
+            assert_eq!(too_large(read), AnswerLimit::Lines(limits.lines));
+        }
+    }
+
+    #[test]
+    fn an_answer_over_its_byte_limit_is_refused_without_reading_on() {
+        let cmds = commands(2);
+        let limits = ReportStatusLimits::for_commands(2);
+        let mut endless = io::repeat(b'0');
+        let read = read_report_status(&mut endless, true, true, &cmds);
+        assert_eq!(too_large(read), AnswerLimit::Bytes(limits.bytes));
+        // Even when report-status was not asked for, the answer is read to its limit only.
+        let read = read_report_status(&mut io::repeat(b'x'), false, false, &cmds);
+        assert_eq!(too_large(read), AnswerLimit::Bytes(limits.bytes));
+
+        let exactly = vec![b'x'; limits.bytes as usize];
+        assert!(read_report_status(&mut &exactly[..], false, false, &cmds).is_ok());
+    }
+
+    #[test]
+    fn side_band_messages_stop_the_transfer_once_over_their_limit() {
+        let mut messages = RemoteMessages::default();
+        let chunk = vec![b'.'; 64 * 1024];
+        let mut sent = 0u64;
+        while messages.note(false, &chunk).is_continue() {
+            sent += chunk.len() as u64;
+            assert!(
+                sent <= MAX_SIDE_BAND_MESSAGE_BYTES,
+                "went on past the limit"
+            );
+        }
+        assert!(messages.over_limit);
+        assert!(sent + chunk.len() as u64 > MAX_SIDE_BAND_MESSAGE_BYTES);
+
+        let mut messages = RemoteMessages::default();
+        for i in 0..100 {
+            assert!(messages
+                .note(true, format!("error {i}").as_bytes())
+                .is_continue());
+        }
+        assert_eq!(
+            messages.errors.len(),
+            KEPT_ERROR_MESSAGES,
+            "only the first errors are kept"
+        );
+        assert!(!messages.over_limit);
+        let mut messages = RemoteMessages::default();
+        let _ = messages.note(true, &[b'e'; 60_000]);
+        assert_eq!(
+            messages.errors[0].len(),
+            KEPT_MESSAGE_CHARS,
+            "and only their start"
+        );
+    }
+
+    /// What a command's status line says: ok, refused with a reason, or nothing.
+    #[derive(Debug, Clone)]
+    enum Status {
+        Ok,
+        Refused(String),
+        Missing,
+    }
+
+    fn status() -> impl Strategy<Value = Status> {
+        prop_oneof![
+            Just(Status::Ok),
+            "[a-z][a-z -]{0,20}[a-z]".prop_map(Status::Refused),
+            Just(Status::Missing),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn valid_answers_read_the_same_however_they_are_split(
+            statuses in proptest::collection::vec(status(), 0..12),
+            unpack_failure in proptest::option::weighted(0.2, "[a-z][a-z -]{0,30}[a-z]"),
+            side_band in any::<bool>(),
+            sizes in proptest::collection::vec(0usize..40, 1..10),
+        ) {
+            let cmds = commands(statuses.len());
+            let mut lines = vec![match &unpack_failure {
+                Some(reason) => format!("unpack {reason}"),
+                None => "unpack ok".to_string(),
+            }];
+            let mut expected = Vec::new();
+            for (command, status) in cmds.iter().zip(&statuses) {
+                match status {
+                    Status::Ok => lines.push(format!("ok {}", command.name)),
+                    Status::Refused(reason) => {
+                        lines.push(format!("ng {} {reason}", command.name));
+                        expected.push((command.name.clone(), reason.clone()));
+                    }
+                    Status::Missing => expected.push((
+                        command.name.clone(),
+                        "the target reported no status for this ref".to_string(),
+                    )),
+                }
+            }
+            let bytes = answer(&lines, side_band);
+            let mut reader = Chunked { data: &bytes, sizes: &sizes, next: 0 };
+            let read = read_report_status(&mut reader, side_band, true, &cmds)
+                .map_err(|failure| format!("{failure:?}"));
+            match unpack_failure {
+                Some(reason) => prop_assert_eq!(read, Ok(Err(reason))),
+                None => prop_assert_eq!(read, Ok(Ok(expected))),
+            }
+        }
+
+        #[test]
+        fn arbitrary_answers_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            count in 0usize..4,
+            side_band in any::<bool>(),
+            sizes in proptest::collection::vec(0usize..40, 1..10),
+        ) {
+            let cmds = commands(count);
+            let mut reader = Chunked { data: &bytes, sizes: &sizes, next: 0 };
+            let _ = read_report_status(&mut reader, side_band, true, &cmds);
+        }
+
+        #[test]
+        fn answers_made_of_report_status_words_never_panic(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    Just("unpack ok".to_string()),
+                    "unpack [ -~]{0,10}",
+                    "ok [ -~]{0,20}",
+                    "ng [ -~]{0,20}",
+                    "ng",
+                    "[ -~]{0,10}",
+                ],
+                0..10,
+            ),
+            side_band in any::<bool>(),
+        ) {
+            let cmds = commands(3);
+            let bytes = answer(&lines, side_band);
+            let _ = read_report_status(&mut &bytes[..], side_band, true, &cmds);
+        }
     }
 }

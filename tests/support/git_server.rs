@@ -16,6 +16,8 @@
 //!   ([`GitServer::set_max_ref_updates_per_push`], [`RefLimitRefusal`]),
 //! - add crafted lines to a repository's protocol v2 `ls-refs` answer, e.g. refs under names git
 //!   itself would never advertise ([`GitServer::advertise_extra_refs`]),
+//! - pad a repository's receive-pack answers (ref advertisement, report-status) to any size
+//!   ([`GitServer::pad_receive_pack_answers`]),
 //! - tell which requests it served and how many body bytes went each way
 //!   ([`GitServer::requests`]).
 //!
@@ -46,6 +48,17 @@ pub enum Auth {
     /// Custom check of Basic credentials: called with (username, password, request) – return
     /// true to accept. A request without Basic credentials is refused without calling it.
     Custom(AuthCheck),
+}
+
+/// What [`GitServer::pad_receive_pack_answers`] adds to a repository's receive-pack answers.
+#[derive(Clone, Debug, Default)]
+pub struct ReceivePackPadding {
+    /// Raw ref lines (`<oid> <name>`, no newline needed) added to the ref advertisement
+    /// (`GET …/info/refs?service=git-receive-pack`), each as a pkt-line.
+    pub advertised_refs: Vec<Vec<u8>>,
+    /// Raw bytes added to the answer to a push, sent in side-band band 1 (the client must have
+    /// asked for `side-band-64k`), that is, after the report-status the client reads there.
+    pub push_answer: Vec<u8>,
 }
 
 /// What an [`Auth::Custom`] check is told about the request it judges.
@@ -126,6 +139,8 @@ struct Shared {
     ref_limit_refusal: Mutex<RefLimitRefusal>,
     /// Lines added to the `ls-refs` answers of one repository: (`NAME.git`, raw ref lines).
     extra_ls_refs: Mutex<Vec<(String, Vec<Vec<u8>>)>>,
+    /// Padding added to the receive-pack answers of one repository: (`NAME.git`, padding).
+    receive_pack_padding: Mutex<Vec<(String, ReceivePackPadding)>>,
     log: Mutex<Vec<RequestLog>>,
     /// Requests read but not yet completely answered. A client may act on a response before its
     /// last bytes go out (a pkt-line flush ends a protocol v2 reply before the HTTP chunked
@@ -156,6 +171,7 @@ impl GitServer {
             not_found_next: Mutex::new(0),
             ref_limit_refusal: Mutex::new(RefLimitRefusal::ReportStatus),
             extra_ls_refs: Mutex::new(Vec::new()),
+            receive_pack_padding: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             in_flight: Mutex::new(0),
             all_answered: Condvar::new(),
@@ -237,6 +253,17 @@ impl GitServer {
         extra.retain(|(name, _)| name != repo);
         if !lines.is_empty() {
             extra.push((repo.to_owned(), lines));
+        }
+    }
+
+    /// From now on the receive-pack answers of repository `repo` (`NAME.git`) carry `padding`,
+    /// added before their closing flush. Calling it again replaces the padding; the default
+    /// padding stops adding.
+    pub fn pad_receive_pack_answers(&self, repo: &str, padding: ReceivePackPadding) {
+        let mut all = lock(&self.shared.receive_pack_padding);
+        all.retain(|(name, _)| name != repo);
+        if !padding.advertised_refs.is_empty() || !padding.push_answer.is_empty() {
+            all.push((repo.to_owned(), padding));
         }
     }
 
@@ -885,6 +912,10 @@ fn serve_git<R: BufRead + Send>(
         }
     }
 
+    if inject.is_none() {
+        inject = receive_pack_padding_for(req, shared);
+    }
+
     let mut child = match spawn_backend(req, shared, log.user.as_deref(), writer.peer_addr().ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -1396,6 +1427,26 @@ fn extra_ls_refs_for(req: &Request, shared: &Shared) -> Option<Vec<Vec<u8>>> {
         .iter()
         .find(|(repo, _)| req.target_path == format!("/{repo}/git-upload-pack"))
         .map(|(_, lines)| lines.clone())
+}
+
+/// The padding for a receive-pack answer (see [`GitServer::pad_receive_pack_answers`]), ready to
+/// insert before its closing flush, if there is any for this request.
+fn receive_pack_padding_for(req: &Request, shared: &Shared) -> Option<Vec<u8>> {
+    let all = lock(&shared.receive_pack_padding);
+    let advertisement = req.method == "GET" && req.query.contains("service=git-receive-pack");
+    all.iter().find_map(|(repo, padding)| {
+        if advertisement && req.target_path == format!("/{repo}/info/refs") {
+            let lines = &padding.advertised_refs;
+            (!lines.is_empty()).then(|| lines.iter().flat_map(|l| pkt_line(&ref_line(l))).collect())
+        } else if is_receive_pack_post(req)
+            && req.target_path == format!("/{repo}/git-receive-pack")
+        {
+            let extra = &padding.push_answer;
+            (!extra.is_empty()).then(|| side_band(1, extra))
+        } else {
+            None
+        }
+    })
 }
 
 /// Reads the first pkt-line of a request body into `raw`. False at a flush-pkt, a malformed length or

@@ -10,6 +10,10 @@ use super::{DeltaProblem, IndexPackError};
 const MAX_INSERT: usize = 0x7f;
 /// The copy length that a copy instruction with no length bytes stands for.
 const DEFAULT_COPY_LEN: u64 = 0x10000;
+/// git refuses a delta shorter than this (`DELTA_SIZE_MIN` in git's `delta.h`): two size bytes and
+/// at least one instruction. Only deltas to an empty object can be shorter, and git refuses those
+/// unless their base is large enough for its size to take three bytes.
+pub(super) const MIN_DELTA_LEN: u64 = 4;
 
 /// Where the result of a delta goes, and how it reaches its base.
 pub(super) trait DeltaTarget {

@@ -68,6 +68,11 @@ pub enum IndexPackError {
          (a thin pack, which this target never asks for)"
     )]
     MissingBase { offset: u64, base_id: ObjectId },
+    #[error(
+        "entry at offset {offset} is a delta against {base_id}, which is in the pack more than once \
+         (git refuses such a pack too)"
+    )]
+    DuplicateBase { offset: u64, base_id: ObjectId },
     #[error("{count} deltas could not be resolved, the first at offset {offset}: their bases form a cycle")]
     Unresolved { count: usize, offset: u64 },
 }
@@ -77,6 +82,8 @@ pub enum IndexPackError {
 pub enum DeltaProblem {
     #[error("its size header is cut short or overflows")]
     BadHeader,
+    #[error("it is {size} bytes long, shorter than git accepts of any delta")]
+    TooSmall { size: u64 },
     #[error("it is made for a base of {expected} bytes, but its base has {actual}")]
     BaseSize { expected: u64, actual: u64 },
     #[error("command byte 0 is reserved")]

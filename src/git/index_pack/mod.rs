@@ -19,6 +19,8 @@
 mod delta;
 mod error;
 mod idx;
+#[cfg(test)]
+mod properties;
 mod resolve;
 mod scan;
 mod store;

@@ -181,13 +181,34 @@ impl Resolver<'_> {
                 continue;
             };
             if self.ids.get(child).is_some_and(Option::is_some) {
-                continue; // A duplicate base already led here.
+                // Only a ref-delta can be reached twice: its base id names two objects of the pack.
+                // git refuses such a pack ("already resolved (duplicate base)"), and so do we.
+                return Err(self.duplicate_base(child));
             }
             if let Some(frame) = self.resolve_delta(child, top.kind, &top.data)? {
                 chain.push(frame);
             }
         }
         Ok(())
+    }
+
+    /// The error for the delta `child`, reached a second time through a base that is in the pack
+    /// more than once.
+    fn duplicate_base(&self, child: usize) -> IndexPackError {
+        match self.entries.get(child) {
+            Some(Entry {
+                offset,
+                kind: EntryKind::RefDelta { base_id },
+                ..
+            }) => IndexPackError::DuplicateBase {
+                offset: *offset,
+                base_id: *base_id,
+            },
+            entry => IndexPackError::Unresolved {
+                count: 1,
+                offset: entry.map_or(0, |entry| entry.offset),
+            },
+        }
     }
 
     /// Inflates the whole object of `entry` into the store.
@@ -240,6 +261,12 @@ impl Resolver<'_> {
             DeltaError::Read(source) => read_back_error(pack_path, offset, source),
             DeltaError::Target(err) => err,
         };
+        if entry.size < delta::MIN_DELTA_LEN {
+            return Err(IndexPackError::Delta {
+                offset,
+                problem: DeltaProblem::TooSmall { size: entry.size },
+            });
+        }
         let mut instructions =
             BufReader::with_capacity(INSTRUCTION_BUFFER, self.pack.inflate(entry));
         let header = delta::read_header(&mut instructions).map_err(&delta_error)?;
