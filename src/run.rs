@@ -393,7 +393,11 @@ fn mirror_repository_inner(
         url: repo.clone_url.clone(),
         // Asked for per repository, right before connecting: a GitHub App's token is renewed here
         // when it is about to expire.
-        credentials: context.handle.block_on(context.github.git_credentials())?,
+        credentials: context.handle.block_on(
+            context
+                .github
+                .git_credentials_for(&repo.name, &repo.clone_url),
+        )?,
         deadline,
         stall: stall.clone(),
     };

@@ -95,6 +95,13 @@ pub enum SourceError {
         status: u16,
         message: String,
     },
+    #[error("the listing gives {repository} the clone URL {url}, {why}: no credentials are sent there, so it is not mirrored")]
+    UntrustedCloneUrl {
+        repository: String,
+        /// Shown without userinfo or query.
+        url: String,
+        why: String,
+    },
     #[error("GitHub organisation or user {owner:?} was not found at {api_url}")]
     OwnerNotFound { owner: String, api_url: String },
     #[error("GitHub rate limit for GET {path}: {message}")]
@@ -311,10 +318,47 @@ impl GitHub {
         }
     }
 
+    /// Credentials for git at `clone_url` (`x-access-token` + the current token), if authenticated.
+    /// They go only to the git host of the API in use ([`trusted_git_host`]) and never over plain
+    /// http to a host that is not loopback: a listing that names any other place for `repository`
+    /// is refused with [`SourceError::UntrustedCloneUrl`].
+    pub async fn git_credentials_for(
+        &self,
+        repository: &str,
+        clone_url: &str,
+    ) -> Result<Option<Credentials>, SourceError> {
+        let untrusted = |why: String| SourceError::UntrustedCloneUrl {
+            repository: repository.to_owned(),
+            url: crate::shown_url::shown(clone_url),
+            why,
+        };
+        // A URL that carries its own userinfo or query would show them in every error about it.
+        if crate::shown_url::shown(clone_url) != clone_url.trim() {
+            return Err(untrusted("which carries userinfo or a query".into()));
+        }
+        let credentials = self.git_credentials().await?;
+        if credentials.is_some() {
+            let trusted = trusted_git_host(&self.api_url).unwrap_or_default();
+            let host = crate::shown_url::host(clone_url);
+            if host.as_deref() != Some(trusted.as_str()) {
+                return Err(untrusted(format!(
+                    "whose host is not {trusted}, the git host of the GitHub API in use"
+                )));
+            }
+            if !crate::shown_url::may_carry_credentials(clone_url) {
+                return Err(untrusted(
+                    "which is not https (plain http carries credentials only to loopback hosts)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(credentials)
+    }
+
     /// Credentials for git over HTTPS (`x-access-token` + the current token), if authenticated.
     /// Asked for right before each git connection: a GitHub App's token is renewed first if it is
     /// about to expire.
-    pub async fn git_credentials(&self) -> Result<Option<Credentials>, SourceError> {
+    async fn git_credentials(&self) -> Result<Option<Credentials>, SourceError> {
         Ok(self
             .current_token()
             .await?
@@ -518,6 +562,17 @@ impl GitHub {
             }
         }
     }
+}
+
+/// The host GitHub serves git from, for the API at `api_url`: `github.com` for `api.github.com`;
+/// for GitHub Enterprise Server (`https://HOST/api/v3`) and anything else, the API's own host.
+pub fn trusted_git_host(api_url: &str) -> Option<String> {
+    let host = crate::shown_url::host(api_url)?;
+    Some(if host == "api.github.com" {
+        "github.com".to_owned()
+    } else {
+        host
+    })
 }
 
 fn token_credentials(token: &str) -> Credentials {
@@ -766,6 +821,22 @@ mod tests {
         assert_eq!(
             path_of("https://api.github.com/orgs/x/repos?page=2"),
             "/orgs/x/repos?page=2"
+        );
+    }
+
+    #[test]
+    fn git_credentials_go_only_to_the_api_s_git_host() {
+        assert_eq!(
+            trusted_git_host("https://api.github.com").as_deref(),
+            Some("github.com")
+        );
+        assert_eq!(
+            trusted_git_host("https://GHE.example.com/api/v3").as_deref(),
+            Some("ghe.example.com")
+        );
+        assert_eq!(
+            trusted_git_host("http://127.0.0.1:8080").as_deref(),
+            Some("127.0.0.1")
         );
     }
 }

@@ -285,3 +285,43 @@ async fn anonymous_access_works_for_public_repositories() {
         .all(|(_, _, auth)| auth.is_none()));
     let _ = TOKEN;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_go_only_to_the_git_host_of_the_api() {
+    let world = World::new().await;
+    world.source("good").commit("main", "a.txt", "1");
+    world.source("elsewhere").commit("main", "a.txt", "1");
+    // The listing names another host for one repository: `localhost` is not `127.0.0.1`, the host of
+    // the API in use (an impostor API could name any host).
+    let elsewhere = world
+        .source_server
+        .url("elsewhere.git")
+        .replace("127.0.0.1", "localhost");
+    assert_ne!(elsewhere, world.source_server.url("elsewhere.git"));
+    world.change_listing(|listing| {
+        for repo in listing.iter_mut().filter(|r| r.name == "elsewhere") {
+            repo.clone_url = elsewhere.clone();
+        }
+    });
+    world.source_server.clear_requests();
+    let out = world.run(&["run", "--json"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    out.assert_no_secrets();
+    assert_eq!(out.repo("good")["status"], "created");
+    let entry = out.repo("elsewhere");
+    assert_eq!(entry["status"], "failed");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no credentials are sent there") && error.contains("localhost"),
+        "{error}"
+    );
+    assert!(
+        world
+            .source_server
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("elsewhere")),
+        "nothing was asked of the other host"
+    );
+    assert!(!world.mirror("elsewhere").exists());
+}
