@@ -73,6 +73,14 @@ pub enum IndexPackError {
          (git refuses such a pack too)"
     )]
     DuplicateBase { offset: u64, base_id: ObjectId },
+    #[error("entry at offset {offset}: an object of {size} bytes is larger than the {limit} bytes one object may have")]
+    ObjectTooLarge { offset: u64, size: u64, limit: u64 },
+    #[error("entry at offset {offset}: the pack ({pack_bytes} bytes) would be rebuilt into more than {limit} bytes, the most a pack of its size may expand to")]
+    ExpansionTooLarge {
+        offset: u64,
+        pack_bytes: u64,
+        limit: u64,
+    },
     #[error("{count} deltas could not be resolved, the first at offset {offset}: their bases form a cycle")]
     Unresolved { count: usize, offset: u64 },
 }

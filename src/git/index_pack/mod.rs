@@ -42,6 +42,48 @@ const CHUNK: usize = 64 * 1024;
 /// Delta bases are kept in memory up to this many bytes in all, and in a scratch file beyond.
 const DEFAULT_MEMORY_BUDGET: u64 = 4 * 1024 * 1024;
 
+/// What one pack may make the indexer do: a peer controls the sizes a pack declares, and a few
+/// kilobytes of delta instructions can promise terabytes of results. A pack over a limit is refused
+/// (nothing is left behind) with an error naming the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest object, whole or rebuilt from a delta, in bytes.
+    pub max_object_bytes: u64,
+    /// Bytes the whole pack may be rebuilt into (every whole object inflated and every delta's
+    /// result), per byte of pack ...
+    pub expansion_per_pack_byte: u64,
+    /// ... but at least this many ...
+    pub expansion_floor_bytes: u64,
+    /// ... and never more than this many.
+    pub expansion_ceiling_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 4 GiB per object (git hosts refuse far smaller files: GitHub 100 MiB); a pack may be rebuilt
+    /// into 10,000 times its size (a big file with thousands of small revisions needs thousands), at
+    /// least 4 GiB and at most 1 TiB.
+    fn default() -> Self {
+        Limits {
+            max_object_bytes: 4 << 30,
+            expansion_per_pack_byte: 10_000,
+            expansion_floor_bytes: 4 << 30,
+            expansion_ceiling_bytes: 1 << 40,
+        }
+    }
+}
+
+impl Limits {
+    /// The bytes a pack of `pack_bytes` may be rebuilt into.
+    pub fn expansion_for(&self, pack_bytes: u64) -> u64 {
+        pack_bytes
+            .saturating_mul(self.expansion_per_pack_byte)
+            .clamp(
+                self.expansion_floor_bytes,
+                self.expansion_ceiling_bytes.max(self.expansion_floor_bytes),
+            )
+    }
+}
+
 /// A pack now in place in `objects/pack`, with its index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedPack {
@@ -82,26 +124,38 @@ pub fn index_pack(
     input: &mut dyn Read,
     pack_dir: &Path,
 ) -> Result<Option<IndexedPack>, IndexPackError> {
-    index_pack_with_budget(input, pack_dir, DEFAULT_MEMORY_BUDGET)
+    index_pack_with(input, pack_dir, DEFAULT_MEMORY_BUDGET, &Limits::default())
 }
 
 /// [`index_pack`] keeping at most `memory_budget` bytes of delta bases in memory.
+#[cfg(test)]
 fn index_pack_with_budget(
     input: &mut dyn Read,
     pack_dir: &Path,
     memory_budget: u64,
 ) -> Result<Option<IndexedPack>, IndexPackError> {
+    index_pack_with(input, pack_dir, memory_budget, &Limits::default())
+}
+
+/// [`index_pack`] keeping at most `memory_budget` bytes of delta bases in memory, within `limits`.
+fn index_pack_with(
+    input: &mut dyn Read,
+    pack_dir: &Path,
+    memory_budget: u64,
+    limits: &Limits,
+) -> Result<Option<IndexedPack>, IndexPackError> {
     let pack = TempFile::create(pack_dir, "tmp_pack_")?;
-    let scanned = scan::scan(input, pack.file(), pack.path())?;
+    let scanned = scan::scan(input, pack.file(), pack.path(), limits)?;
     if scanned.entries.is_empty() {
         return Ok(None);
     }
     let ids = resolve::resolve(
-        &scanned.entries,
+        &scanned,
         pack.file(),
         pack.path(),
         pack_dir,
         memory_budget,
+        limits,
     )?;
     let mut records: Vec<IndexRecord> = scanned
         .entries

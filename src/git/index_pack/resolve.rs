@@ -15,9 +15,9 @@ use gix::zlib::{Decompress, FlushDecompress, Status};
 use gix::ObjectId;
 
 use super::delta::{self, DeltaError, DeltaTarget};
-use super::scan::{Entry, EntryKind};
+use super::scan::{Entry, EntryKind, ScannedPack};
 use super::store::{Pending, Store, Stored};
-use super::{finalize, DeltaProblem, IndexPackError, CHUNK};
+use super::{finalize, DeltaProblem, IndexPackError, Limits, CHUNK};
 
 /// Read-ahead for delta instructions.
 const INSTRUCTION_BUFFER: usize = 16 * 1024;
@@ -26,14 +26,22 @@ const INSTRUCTION_BUFFER: usize = 16 * 1024;
 /// every entry's object id, in entry order. Bases beyond `memory_budget` bytes go to a scratch file
 /// in `scratch_dir`.
 pub(super) fn resolve(
-    entries: &[Entry],
+    scanned: &ScannedPack,
     pack: &File,
     pack_path: &Path,
     scratch_dir: &Path,
     memory_budget: u64,
+    limits: &Limits,
 ) -> Result<Vec<ObjectId>, IndexPackError> {
+    let entries = &scanned.entries[..];
     let mut resolver = Resolver {
         entries,
+        expansion: Expansion {
+            produced: scanned.inflated,
+            limit: limits.expansion_for(scanned.pack_bytes),
+            pack_bytes: scanned.pack_bytes,
+            max_object_bytes: limits.max_object_bytes,
+        },
         ids: entries.iter().map(|entry| entry.id).collect(),
         children: Children::index(entries)?,
         pack: PackReader {
@@ -142,8 +150,40 @@ struct Frame {
     children: ChildCursor,
 }
 
+/// The bytes the pack has been rebuilt into so far (pass one's inflating included), held to the limit
+/// for its size before each object is rebuilt or read back.
+struct Expansion {
+    produced: u64,
+    limit: u64,
+    pack_bytes: u64,
+    max_object_bytes: u64,
+}
+
+impl Expansion {
+    /// Accounts for an object of `size` bytes at `offset` about to be produced.
+    fn take(&mut self, offset: u64, size: u64) -> Result<(), IndexPackError> {
+        if size > self.max_object_bytes {
+            return Err(IndexPackError::ObjectTooLarge {
+                offset,
+                size,
+                limit: self.max_object_bytes,
+            });
+        }
+        self.produced = self.produced.saturating_add(size);
+        if self.produced > self.limit {
+            return Err(IndexPackError::ExpansionTooLarge {
+                offset,
+                pack_bytes: self.pack_bytes,
+                limit: self.limit,
+            });
+        }
+        Ok(())
+    }
+}
+
 struct Resolver<'a> {
     entries: &'a [Entry],
+    expansion: Expansion,
     ids: Vec<Option<ObjectId>>,
     children: Children,
     pack: PackReader<'a>,
@@ -213,6 +253,7 @@ impl Resolver<'_> {
 
     /// Inflates the whole object of `entry` into the store.
     fn load_whole(&mut self, entry: &Entry) -> Result<Stored, IndexPackError> {
+        self.expansion.take(entry.offset, entry.size)?;
         let mut pending = self.store.begin(entry.size);
         let pack_path = self.pack.path;
         let mut reader = self.pack.inflate(entry);
@@ -270,6 +311,7 @@ impl Resolver<'_> {
         let mut instructions =
             BufReader::with_capacity(INSTRUCTION_BUFFER, self.pack.inflate(entry));
         let header = delta::read_header(&mut instructions).map_err(&delta_error)?;
+        self.expansion.take(offset, header.result_size)?;
         if header.base_size != base.len() {
             return Err(IndexPackError::Delta {
                 offset,

@@ -53,6 +53,10 @@ pub(super) struct ScannedPack {
     pub entries: Vec<Entry>,
     /// The pack's trailer: the SHA-1 of everything before it, which names the pack.
     pub checksum: ObjectId,
+    /// The pack's length in bytes, trailer included.
+    pub pack_bytes: u64,
+    /// The bytes its entries inflated to.
+    pub inflated: u64,
 }
 
 /// Reads a whole pack from `input` into `copy` (an empty file at `copy_path`), checking its header,
@@ -61,6 +65,7 @@ pub(super) fn scan(
     input: &mut dyn Read,
     copy: &File,
     copy_path: &Path,
+    limits: &super::Limits,
 ) -> Result<ScannedPack, IndexPackError> {
     let mut input = PackInput::new(input, copy, copy_path);
     let count = read_pack_header(&mut input)?;
@@ -69,11 +74,21 @@ pub(super) fn scan(
     let mut entries = Vec::with_capacity(
         usize::try_from(count).map_or(0, |count| count.min(MAX_RESERVED_ENTRIES)),
     );
+    let mut inflated = 0u64;
     for _ in 0..count {
-        entries.push(read_entry(&mut input, &mut inflater, &mut out)?);
+        let entry = read_entry(&mut input, &mut inflater, &mut out, limits, inflated)?;
+        inflated = inflated.saturating_add(entry.size);
+        entries.push(entry);
     }
+    // The trailer follows.
+    let pack_bytes = input.offset + HASH_LEN as u64;
     let checksum = input.finish()?;
-    Ok(ScannedPack { entries, checksum })
+    Ok(ScannedPack {
+        entries,
+        checksum,
+        pack_bytes,
+        inflated,
+    })
 }
 
 /// Checks the 12-byte pack header and returns the number of entries it announces.
@@ -89,14 +104,35 @@ fn read_pack_header(input: &mut PackInput) -> Result<u32, IndexPackError> {
 }
 
 /// Reads one entry: its header, then its zlib data to the end of the stream.
+/// Reads one entry. `inflated_before`: what the entries before it inflated to. Its declared size is
+/// held to the limits before anything is inflated: to the largest object, and, with everything
+/// before it, to what the pack read so far may expand to (zlib cannot expand data more than about a
+/// thousandfold, far below the allowed expansion, so real data never trips this).
 fn read_entry(
     input: &mut PackInput,
     inflater: &mut Decompress,
     out: &mut [u8],
+    limits: &super::Limits,
+    inflated_before: u64,
 ) -> Result<Entry, IndexPackError> {
     let offset = input.offset;
     input.start_crc();
     let (type_id, size) = read_type_and_size(input, offset)?;
+    if size > limits.max_object_bytes {
+        return Err(IndexPackError::ObjectTooLarge {
+            offset,
+            size,
+            limit: limits.max_object_bytes,
+        });
+    }
+    let allowed = limits.expansion_for(offset);
+    if inflated_before.saturating_add(size) > allowed {
+        return Err(IndexPackError::ExpansionTooLarge {
+            offset,
+            pack_bytes: offset,
+            limit: allowed,
+        });
+    }
     let kind = match type_id {
         1 => EntryKind::Whole(Kind::Commit),
         2 => EntryKind::Whole(Kind::Tree),

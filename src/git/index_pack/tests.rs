@@ -226,7 +226,8 @@ fn entry_kinds(pack: &[u8]) -> (usize, usize, usize) {
     let dir = TempDir::new().expect("temp dir");
     let copy = dir.path().join("copy.pack");
     let file = fs::File::create(&copy).expect("copy");
-    let scanned = scan::scan(&mut &pack[..], &file, &copy).expect("pack scans");
+    let scanned =
+        scan::scan(&mut &pack[..], &file, &copy, &super::Limits::default()).expect("pack scans");
     let count = |wanted: fn(&EntryKind) -> bool| {
         scanned
             .entries
@@ -738,10 +739,115 @@ fn a_delta_promising_an_enormous_result_is_refused_without_reserving_it() {
     let base = builder.blob(b"hello, world");
     let middle = builder.ofs_delta(base, &enormous);
     builder.ofs_delta(middle, &delta(1, 1, b"\x01!"));
-    let problem = delta_problem(&builder.finish());
+    let err = index_error(&builder.finish());
     assert!(
-        matches!(problem, DeltaProblem::TooShort { actual: 1, .. }),
-        "{problem}"
+        matches!(err, IndexPackError::ObjectTooLarge { .. }),
+        "{err}"
+    );
+}
+
+/// A varint as delta headers write sizes.
+fn size_varint(mut size: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            bytes.push(byte);
+            return bytes;
+        }
+        bytes.push(byte | 0x80);
+    }
+}
+
+/// A delta against a 64 KiB base whose result is the base `copies` times: each one-byte instruction
+/// `0x80` copies 64 KiB, so a few bytes of pack promise megabytes (a "delta bomb" when large).
+fn copying_delta(declared_result: u64, copies: usize) -> Vec<u8> {
+    let mut delta = size_varint(0x10000);
+    delta.extend(size_varint(declared_result));
+    delta.extend(std::iter::repeat_n(0x80u8, copies));
+    delta
+}
+
+/// Indexes `pack` within `limits`; the error, with objects/pack as it was.
+fn error_within(pack: &[u8], limits: &super::Limits) -> IndexPackError {
+    let target = Target::new();
+    let before = target.pack_dir_listing();
+    let err = super::index_pack_with(&mut &pack[..], &target.pack_dir(), 0, limits)
+        .expect_err("the pack is refused");
+    assert_eq!(
+        target.pack_dir_listing(),
+        before,
+        "objects/pack is as it was"
+    );
+    err
+}
+
+#[test]
+fn a_delta_bomb_is_refused_before_anything_is_rebuilt() {
+    // A few hundred bytes of pack promising 64 GiB.
+    let mut builder = PackBuilder::default();
+    let base = builder.blob(&random_bytes(0x10000, 9));
+    builder.ofs_delta(base, &copying_delta(64 << 30, 1 << 20));
+    let pack = builder.finish();
+    assert!(pack.len() < 128 * 1024, "{}", pack.len());
+    let err = error_within(&pack, &super::Limits::default());
+    assert!(
+        matches!(err, IndexPackError::ObjectTooLarge { size, .. } if size == 64 << 30),
+        "{err}"
+    );
+}
+
+#[test]
+fn what_a_pack_is_rebuilt_into_is_bounded_by_its_size() {
+    // Deltas each rebuilding 512 KiB from a 64 KiB base: 2 MiB from a pack of about 70 KiB.
+    let mut builder = PackBuilder::default();
+    let base = builder.blob(&random_bytes(0x10000, 10));
+    for _ in 0..4 {
+        builder.ofs_delta(base, &copying_delta(8 * 0x10000, 8));
+    }
+    let pack = builder.finish();
+    let small = super::Limits {
+        max_object_bytes: 1 << 20,
+        expansion_per_pack_byte: 10,
+        expansion_floor_bytes: 256 << 10,
+        expansion_ceiling_bytes: 1 << 30,
+    };
+    let err = error_within(&pack, &small);
+    assert!(
+        matches!(err, IndexPackError::ExpansionTooLarge { limit, .. } if limit == pack.len() as u64 * 10),
+        "{err}"
+    );
+    // The ceiling wins over the ratio, and the default limits take the same pack.
+    let ceiling = super::Limits {
+        expansion_per_pack_byte: 1_000_000,
+        expansion_ceiling_bytes: 1 << 20,
+        expansion_floor_bytes: 0,
+        ..small
+    };
+    assert!(matches!(
+        error_within(&pack, &ceiling),
+        IndexPackError::ExpansionTooLarge { limit, .. } if limit == 1 << 20
+    ));
+    let target = Target::new();
+    let indexed = super::index_pack_with(
+        &mut &pack[..],
+        &target.pack_dir(),
+        0,
+        &super::Limits::default(),
+    )
+    .expect("indexed within the default limits");
+    assert_eq!(indexed.map(|i| i.objects), Some(5));
+}
+
+#[test]
+fn a_whole_object_declaring_a_huge_size_is_refused_before_it_is_inflated() {
+    let mut builder = PackBuilder::default();
+    builder.entry(3, 5 << 30, &[], b"tiny");
+    let err = error_within(&builder.finish(), &super::Limits::default());
+    assert!(
+        matches!(err, IndexPackError::ObjectTooLarge { offset: 12, .. }),
+        "{err}"
     );
 }
 
