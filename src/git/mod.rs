@@ -8,6 +8,8 @@
 //! repository.
 
 pub mod answer_limits;
+#[cfg(test)]
+mod chunked;
 mod connection;
 mod error;
 pub mod index_pack;

@@ -203,25 +203,8 @@ mod tests {
 
     mod properties {
         use super::*;
+        use crate::git::chunked::Chunked;
         use proptest::prelude::*;
-
-        /// Hands out its bytes in the chunk sizes given (cycled; 0 stands for 1), as a network would.
-        struct Chunked<'a> {
-            data: &'a [u8],
-            sizes: &'a [usize],
-            next: usize,
-        }
-
-        impl Read for Chunked<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let size = self.sizes[self.next % self.sizes.len()].max(1);
-                self.next += 1;
-                let n = size.min(buf.len()).min(self.data.len());
-                buf[..n].copy_from_slice(&self.data[..n]);
-                self.data = &self.data[n..];
-                Ok(n)
-            }
-        }
 
         /// Accepted or not, whether the trailer was verified, and the bytes counted.
         fn verdict(reader: impl Read) -> (bool, bool, u64, Vec<u8>) {
@@ -275,7 +258,7 @@ mod tests {
                 sizes in proptest::collection::vec(0usize..64, 1..20),
             ) {
                 let whole = verdict(&bytes[..]);
-                let chunked = verdict(Chunked { data: &bytes, sizes: &sizes, next: 0 });
+                let chunked = verdict(Chunked::new(&bytes, &sizes));
                 prop_assert_eq!(&chunked, &whole);
                 prop_assert_eq!(whole.0, expected(&bytes));
                 prop_assert_eq!(whole.1, whole.0, "verified exactly when accepted");
@@ -288,7 +271,7 @@ mod tests {
                 bytes in proptest::collection::vec(any::<u8>(), 0..100),
                 sizes in proptest::collection::vec(0usize..40, 1..8),
             ) {
-                let chunked = verdict(Chunked { data: &bytes, sizes: &sizes, next: 0 });
+                let chunked = verdict(Chunked::new(&bytes, &sizes));
                 prop_assert_eq!(chunked.0, expected(&bytes));
             }
         }

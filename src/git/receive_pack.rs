@@ -441,6 +441,7 @@ mod tests {
 mod reading_tests {
     use super::super::answer_limits::REPORT_STATUS_EXTRA_LINES;
     use super::*;
+    use crate::git::chunked::Chunked;
     use gix::ObjectId;
     use proptest::prelude::*;
 
@@ -452,24 +453,6 @@ mod reading_tests {
                 new: ObjectId::null(gix::hash::Kind::Sha1),
             })
             .collect()
-    }
-
-    /// Hands out its bytes in the chunk sizes given (cycled; 0 stands for 1).
-    struct Chunked<'a> {
-        data: &'a [u8],
-        sizes: &'a [usize],
-        next: usize,
-    }
-
-    impl Read for Chunked<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let size = self.sizes[self.next % self.sizes.len()].max(1);
-            self.next += 1;
-            let n = size.min(buf.len()).min(self.data.len());
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
     }
 
     /// The answer as the target sends it: pkt-lines and a flush (side-band), or the payloads alone.
@@ -615,7 +598,7 @@ mod reading_tests {
                 }
             }
             let bytes = answer(&lines, side_band);
-            let mut reader = Chunked { data: &bytes, sizes: &sizes, next: 0 };
+            let mut reader = Chunked::new(&bytes, &sizes);
             let read = read_report_status(&mut reader, side_band, true, &cmds)
                 .map_err(|failure| format!("{failure:?}"));
             match unpack_failure {
@@ -632,7 +615,7 @@ mod reading_tests {
             sizes in proptest::collection::vec(0usize..40, 1..10),
         ) {
             let cmds = commands(count);
-            let mut reader = Chunked { data: &bytes, sizes: &sizes, next: 0 };
+            let mut reader = Chunked::new(&bytes, &sizes);
             let _ = read_report_status(&mut reader, side_band, true, &cmds);
         }
 

@@ -144,6 +144,14 @@ struct ChangingSource {
 }
 
 impl ChangingSource {
+    /// One changing source for each of [`REPOS`].
+    fn create_all(world: &World, rng: &mut SplitMix64) -> Vec<ChangingSource> {
+        REPOS
+            .iter()
+            .map(|name| ChangingSource::create(world, name, rng))
+            .collect()
+    }
+
     fn create(world: &World, name: &str, rng: &mut SplitMix64) -> ChangingSource {
         let repo = world.source(name);
         let root = repo.commit("main", "README.md", &format!("{name}\n"));
@@ -400,10 +408,7 @@ async fn fault_soak_dir_target_with_a_faulty_source() {
     let mut soak = Soak::from_env("fault_soak_dir_target_with_a_faulty_source", 0x0d1f);
     let world = World::new().await;
     let proxy = FaultProxy::start(world.source_server.addr());
-    let mut sources: Vec<ChangingSource> = REPOS
-        .iter()
-        .map(|name| ChangingSource::create(&world, name, &mut soak.rng))
-        .collect();
+    let mut sources = ChangingSource::create_all(&world, &mut soak.rng);
     fetch_through(&world, &proxy);
     let mut ledger = Ledger::default();
 
@@ -446,10 +451,7 @@ async fn fault_soak_url_target_with_faults_on_both_sides_and_refused_refs() {
     let world = World::new().await;
     let source_proxy = FaultProxy::start(world.source_server.addr());
     let target_proxy = FaultProxy::start(world.target_server.addr());
-    let mut sources: Vec<ChangingSource> = REPOS
-        .iter()
-        .map(|name| ChangingSource::create(&world, name, &mut soak.rng))
-        .collect();
+    let mut sources = ChangingSource::create_all(&world, &mut soak.rng);
     fetch_through(&world, &source_proxy);
     let targets: Vec<PathBuf> = REPOS.iter().map(|name| world.target_repo(name)).collect();
     let url = format!("{}/{{name}}.git", target_proxy.base_url());
@@ -501,10 +503,7 @@ async fn fault_soak_dir_target_killed_at_random_moments() {
     let mut soak = Soak::from_env("fault_soak_dir_target_killed_at_random_moments", 0x0c1f);
     let world = World::new().await;
     let proxy = FaultProxy::start(world.source_server.addr());
-    let mut sources: Vec<ChangingSource> = REPOS
-        .iter()
-        .map(|name| ChangingSource::create(&world, name, &mut soak.rng))
-        .collect();
+    let mut sources = ChangingSource::create_all(&world, &mut soak.rng);
     fetch_through(&world, &proxy);
     let mut ledger = Ledger::default();
     // Bytes the last complete run moved: kills are drawn up to a little beyond it.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use ciborium::Value;
 
+use super::git_server::percent_encode;
 use super::thread_server::{Stop, ThreadServer};
 
 const CBOR_PATH: &str = "/service/GraniteServiceVersion20100801/operation/";
@@ -389,15 +390,4 @@ fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&close)? + start;
     Some(&xml[start..end])
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
