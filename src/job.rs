@@ -61,7 +61,10 @@ pub enum JobError {
 /// Builds the target opener for the settings.
 pub fn targets_for(settings: &Settings, clients: &Clients) -> Result<Targets, SettingsError> {
     match &settings.target {
-        TargetSpec::Dir(path) => Ok(Targets::Dir(path.clone())),
+        TargetSpec::Dir(path) => Ok(Targets::Dir {
+            root: path.clone(),
+            limits: settings.index_limits,
+        }),
         TargetSpec::UrlTemplate(template) => Ok(Targets::Url {
             template: template.clone(),
             credentials: settings.target_credentials.clone(),

@@ -9,6 +9,7 @@
 
 pub mod adoption;
 pub mod aws_timeouts;
+pub mod cancel;
 pub mod cli;
 pub mod git;
 pub mod job;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
+use crate::cancel::{ActiveRepository, Cancellation, Cancelled};
 use crate::git::pack_stream::{empty_pack, PackStream};
 use crate::git::upload_pack::SourceConnection;
 use crate::git::{Endpoint, GitError, Stall, StallGuard};
@@ -69,6 +70,8 @@ pub enum RepoError {
     Bookkeeping(Vec<TargetError>),
     #[error(transparent)]
     Stalled(Stall),
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +115,12 @@ pub async fn run(
 ) -> RunReport {
     let started = Instant::now();
     let started_at = time::OffsetDateTime::now_utc();
+    let leftover = crate::cancel::active_repositories();
+    if leftover > 0 {
+        eprintln!(
+            "repo-mirror: WARNING: {leftover} repositories of an earlier run are still working in this process"
+        );
+    }
     let mut report = RunReport::start(
         settings.source_label(),
         targets.label(),
@@ -226,15 +235,18 @@ async fn select_and_mirror(
         let context = context.clone();
         let observer = observer.clone();
         let names = (repo.name.clone(), target_name.clone());
+        let cancellation = Cancellation::default();
+        let abandon = cancellation.clone();
         let task = tokio::spawn(async move {
-            let report = mirror_in_task(context, repo, target_name).await;
+            let report = mirror_in_task(context, repo, target_name, cancellation).await;
             drop(permit);
             observer(&report);
             report
         });
-        tasks.push((names, task));
+        tasks.push((names, task, abandon));
     }
-    for ((name, target_name), mut task) in tasks {
+    let mut abandoned = Vec::new();
+    for ((name, target_name), mut task, abandon) in tasks {
         let joined = match cutoff {
             Some(cutoff) => tokio::time::timeout_at(cutoff, &mut task).await.ok(),
             None => Some((&mut task).await),
@@ -248,11 +260,24 @@ async fn select_and_mirror(
                 0,
             )),
             None => {
-                task.abort();
+                // Its work is told to stop, and waited for below: nothing outlives the report.
+                abandon.cancel();
+                abandoned.push(task);
                 let report = RepoReport::skipped(&name, &target_name, "deadline");
                 observer(&report);
                 repos.push(report);
             }
+        }
+    }
+    if let (Some(cutoff), false) = (cutoff, abandoned.is_empty()) {
+        // Abandoned work stops at its next check (a chunk, an object, an API call); half of what is
+        // left of the margin is more than enough, and the report still goes out in time.
+        let until = cutoff + margin / 4;
+        let ended = tokio::time::timeout_at(until, futures_util::future::join_all(abandoned)).await;
+        if ended.is_err() {
+            eprintln!(
+                "repo-mirror: WARNING: work on a repository abandoned at the deadline has not ended yet"
+            );
         }
     }
     Ok(repos)
@@ -263,6 +288,7 @@ async fn mirror_in_task(
     context: Arc<RunContext>,
     repo: SourceRepo,
     target_name: String,
+    cancellation: Cancellation,
 ) -> RepoReport {
     if let Some(deadline) = context.deadline {
         let longest = context
@@ -280,7 +306,8 @@ async fn mirror_in_task(
     let target = target_name.clone();
     let worker = context.clone();
     let mut report = isolated(&name, &target_name, move || {
-        mirror_repository(&worker, &repo, &target)
+        let _active = ActiveRepository::enter();
+        mirror_repository(&worker, &repo, &target, cancellation)
     })
     .await;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -329,7 +356,12 @@ struct Progress {
     applied: bool,
 }
 
-fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str) -> RepoReport {
+fn mirror_repository(
+    context: &RunContext,
+    repo: &SourceRepo,
+    target_name: &str,
+    cancellation: Cancellation,
+) -> RepoReport {
     let mut progress = Progress {
         changes: Vec::new(),
         objects: 0,
@@ -337,13 +369,17 @@ fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str)
         created: false,
         applied: false,
     };
-    // One guard for both sides: whatever error a stalled transfer turned into, the stall is the cause.
-    let stall = StallGuard::new(context.settings.stall_timeout);
+    // One guard for both sides: whatever error a stalled transfer turned into, the stall is the cause;
+    // whatever error the work made of its cancellation, the cancellation is.
+    let stall = StallGuard::with_cancellation(context.settings.stall_timeout, cancellation);
     let result = mirror_repository_inner(context, repo, target_name, &stall, &mut progress)
-        .map_err(|err| match stall.tripped() {
-            Some(stalled) => RepoError::Stalled(stalled.clone()),
-            None => err,
-        });
+        .map_err(
+            |err| match (stall.tripped(), stall.cancellation().check()) {
+                (Some(stalled), _) => RepoError::Stalled(stalled.clone()),
+                (None, Err(cancelled)) => RepoError::Cancelled(cancelled),
+                (None, Ok(())) => err,
+            },
+        );
     let (status, error, reason) = match result {
         Ok(status) => (status, None, None),
         Err(err) => match skip_reason(&err) {
@@ -365,10 +401,13 @@ fn mirror_repository(context: &RunContext, repo: &SourceRepo, target_name: &str)
 }
 
 /// Errors that mean "not this time" rather than a failure: the repository is reported skipped, with
-/// this reason. Another run holding the mirror's lock is the only one.
+/// this reason. Another run holding the mirror's lock, and work stopped at the deadline.
 fn skip_reason(err: &RepoError) -> Option<String> {
     match err {
         RepoError::Target(TargetError::Locked(held)) => Some(held.to_string()),
+        RepoError::Cancelled(_) | RepoError::Target(TargetError::Cancelled(_)) => {
+            Some("deadline".into())
+        }
         _ => None,
     }
 }
@@ -389,15 +428,17 @@ fn mirror_repository_inner(
             .min(repo_deadline),
         None => repo_deadline,
     });
+    let cancellation = stall.cancellation().clone();
     let source_endpoint = Endpoint {
         url: repo.clone_url.clone(),
         // Asked for per repository, right before connecting: a GitHub App's token is renewed here
         // when it is about to expire.
-        credentials: context.handle.block_on(
+        credentials: cancellation.block_on(
+            &context.handle,
             context
                 .github
                 .git_credentials_for(&repo.name, &repo.clone_url),
-        )?,
+        )??,
         deadline,
         stall: stall.clone(),
     };

@@ -102,6 +102,8 @@ pub struct Settings {
     pub dry_run: bool,
     /// `MIRROR_ADOPT`: take over target repositories without a matching source record.
     pub adopt: bool,
+    /// What one pack may make the indexer of a `dir:` target do.
+    pub index_limits: crate::git::index_pack::Limits,
 }
 
 /// A setting that is missing or wrong; nothing was changed.
@@ -375,6 +377,7 @@ impl SettingsArgs {
             aws_timeout,
             dry_run,
             adopt,
+            index_limits: crate::git::index_pack::Limits::default(),
         })
     }
 }

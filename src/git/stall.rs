@@ -9,12 +9,16 @@
 //! side spends elsewhere (writing a pack into the target) never counts. A stall trips the guard, which
 //! the run reads to report the repository failed with [`Stall`], whatever error the protocol code made
 //! of it. A relay left blocked on a silent peer ends with the request, which the deadline bounds.
+//!
+//! The guard also carries the repository's [`Cancellation`]: waits are taken in short slices, and a
+//! transfer whose repository was abandoned ends at the next slice with [`Cancelled`].
 
 use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::cancel::{Cancellation, Cancelled};
 use gix::protocol::transport::client::blocking_io::http::{
     self, GetResponse, PostBodyDataKind, PostResponse,
 };
@@ -23,6 +27,8 @@ use gix::protocol::transport::client::blocking_io::http::{
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many bytes a relay reads from the HTTP client at a time.
 const RELAY_CHUNK: usize = 64 * 1024;
+/// The longest a wait goes without looking at the cancellation.
+const CANCELLATION_SLICE: Duration = Duration::from_millis(100);
 
 /// What the transfer was waiting for when it stalled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +52,13 @@ pub struct Stall {
     pub waiting: Waiting,
 }
 
-/// One repository's stall guard, shared by its source and target connections: the time limit, and the
-/// first stall seen.
+/// One repository's stall guard, shared by its source and target connections: the time limit, the
+/// first stall seen, and the repository's cancellation.
 #[derive(Debug, Clone)]
 pub struct StallGuard {
     timeout: Duration,
     tripped: Arc<OnceLock<Stall>>,
+    cancellation: Cancellation,
 }
 
 impl Default for StallGuard {
@@ -62,10 +69,21 @@ impl Default for StallGuard {
 
 impl StallGuard {
     pub fn new(timeout: Duration) -> StallGuard {
+        StallGuard::with_cancellation(timeout, Cancellation::default())
+    }
+
+    /// A guard whose waits also end when `cancellation` is set.
+    pub fn with_cancellation(timeout: Duration, cancellation: Cancellation) -> StallGuard {
         StallGuard {
             timeout,
             tripped: Arc::default(),
+            cancellation,
         }
+    }
+
+    /// The repository's cancellation, for the work that does not go through a transfer.
+    pub fn cancellation(&self) -> &Cancellation {
+        &self.cancellation
     }
 
     pub fn timeout(&self) -> Duration {
@@ -86,6 +104,33 @@ impl StallGuard {
         let _ = self.tripped.set(stall.clone());
         io::Error::new(io::ErrorKind::TimedOut, stall)
     }
+
+    /// Waits on `receive` (a `recv_timeout`) for at most the stall timeout, in slices, ending early
+    /// with [`Cancelled`] once the repository is abandoned. `Ok(None)`: the stall timeout passed.
+    fn wait<T>(
+        &self,
+        mut receive: impl FnMut(Duration) -> Result<T, RecvTimeoutError>,
+    ) -> io::Result<Option<Result<T, RecvTimeoutError>>> {
+        let until = std::time::Instant::now() + self.timeout;
+        loop {
+            if let Err(cancelled) = self.cancellation.check() {
+                return Err(io::Error::other(cancelled));
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match receive(left.min(CANCELLATION_SLICE)) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                other => return Ok(Some(other)),
+            }
+        }
+    }
+}
+
+/// Whether an I/O error is a transfer ended by its repository's cancellation.
+pub fn is_cancelled(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
 }
 
 /// gix's reqwest client with every response and request body relayed under the stall guard.
@@ -192,16 +237,17 @@ impl StallReader {
 impl BufRead for StallReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.position == self.chunk.len() {
-            match self.chunks.recv_timeout(self.guard.timeout) {
-                Ok(Ok(chunk)) => {
+            let chunks = &self.chunks;
+            match self.guard.wait(|slice| chunks.recv_timeout(slice))? {
+                Some(Ok(Ok(chunk))) => {
                     self.chunk = chunk;
                     self.position = 0;
                 }
-                Ok(Err(err)) => return Err(err),
-                Err(RecvTimeoutError::Timeout) => {
+                Some(Ok(Err(err))) => return Err(err),
+                None | Some(Err(RecvTimeoutError::Timeout)) => {
                     return Err(self.guard.trip(&self.url, Waiting::ForAnswer))
                 }
-                Err(RecvTimeoutError::Disconnected) => return Ok(&[]),
+                Some(Err(RecvTimeoutError::Disconnected)) => return Ok(&[]),
             }
         }
         Ok(&self.chunk[self.position..])
@@ -260,15 +306,16 @@ impl StallWriter {
         if !self.in_flight {
             return Ok(());
         }
-        match self.taken.recv_timeout(self.guard.timeout) {
-            Ok(result) => {
+        let taken = &self.taken;
+        match self.guard.wait(|slice| taken.recv_timeout(slice))? {
+            Some(Ok(result)) => {
                 self.in_flight = false;
                 result
             }
-            Err(RecvTimeoutError::Timeout) => {
+            None | Some(Err(RecvTimeoutError::Timeout)) => {
                 Err(self.guard.trip(&self.url, Waiting::ForPeerToRead))
             }
-            Err(RecvTimeoutError::Disconnected) => Err(io::ErrorKind::BrokenPipe.into()),
+            Some(Err(RecvTimeoutError::Disconnected)) => Err(io::ErrorKind::BrokenPipe.into()),
         }
     }
 }
@@ -330,6 +377,20 @@ mod tests {
             stall.to_string().contains("MIRROR_STALL_TIMEOUT"),
             "{stall}"
         );
+    }
+
+    #[test]
+    fn an_abandoned_transfer_ends_at_once_without_tripping_the_guard() {
+        // A stall timeout far beyond the test's patience: only the cancellation can end the wait.
+        let cancellation = Cancellation::default();
+        let guard = StallGuard::with_cancellation(Duration::from_secs(3600), cancellation.clone());
+        let (_keep, never) = mpsc::channel();
+        let mut silent = StallReader::new(Silent(never), guard.clone(), "http://h/r.git");
+        let abandon = std::thread::spawn(move || cancellation.cancel());
+        let err = silent.read(&mut [0; 4]).unwrap_err();
+        assert!(is_cancelled(&err), "{err}");
+        assert!(guard.tripped().is_none());
+        abandon.join().unwrap();
     }
 
     /// A writer that takes one write and then never another, like a peer that stopped reading.

@@ -136,6 +136,9 @@ pub enum TargetError {
         repository: String,
         detail: String,
     },
+    /// The run abandoned the repository, or its deadline passed, while the target was being written.
+    #[error("{0}")]
+    Cancelled(#[from] crate::cancel::Cancelled),
     /// Another run is writing this mirror: the repository is skipped, not failed.
     #[error(transparent)]
     Locked(#[from] local::lock::Held),
@@ -259,7 +262,11 @@ use crate::refs::{ObjectId, RefMap};
 /// Opens the mirror of each repository for the configured target.
 #[derive(Debug, Clone)]
 pub enum Targets {
-    Dir(PathBuf),
+    /// Local bare repositories under `root`, their packs indexed within `limits`.
+    Dir {
+        root: PathBuf,
+        limits: crate::git::index_pack::Limits,
+    },
     Url {
         template: String,
         credentials: Option<Credentials>,
@@ -277,7 +284,7 @@ impl Targets {
     /// The target as named in the report (`dir:mirrors`, the URL template, `codecommit:REGION`).
     pub fn label(&self) -> String {
         match self {
-            Targets::Dir(path) => format!("dir:{}", path.display()),
+            Targets::Dir { root, .. } => format!("dir:{}", root.display()),
             Targets::Url { template, .. } => template.clone(),
             Targets::CodeCommit(codecommit) => format!("codecommit:{}", codecommit.region()),
         }
@@ -301,12 +308,17 @@ impl Targets {
     ) -> Result<Option<Opened>, TargetError> {
         check_repository_name(name)?;
         match self {
-            Targets::Dir(root) => Ok(local::LocalMirror::open(root, name, create)?.map(
-                |(mirror, created)| Opened {
-                    mirror: Box::new(mirror),
-                    created,
-                },
-            )),
+            Targets::Dir { root, limits } => {
+                let cancellation = stall.cancellation().until(deadline);
+                Ok(
+                    local::LocalMirror::open(root, name, create, *limits, cancellation)?.map(
+                        |(mirror, created)| Opened {
+                            mirror: Box::new(mirror),
+                            created,
+                        },
+                    ),
+                )
+            }
             Targets::Url {
                 template,
                 credentials,

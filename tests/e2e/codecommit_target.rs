@@ -5,6 +5,7 @@
 use crate::support::codecommit_standin::CodeCommitStandIn;
 use crate::support::fixtures::{assert_fsck, assert_same_refs, refs_of};
 use crate::support::git_server::GitServer;
+use crate::support::lambda::LambdaEmulator;
 use crate::support::moto::{self, Moto};
 use crate::support::sigv4_check::SigV4GitCheck;
 use crate::support::{Outcome, World};
@@ -596,4 +597,44 @@ fn the_test_servers_sigv4_check_reproduces_the_reference_vectors() {
         ));
     }
     assert!(parse_utc_stamp("20250231T000000").is_none(), "31 February");
+}
+
+/// A deadline that falls while an AWS call hangs: the repository is reported skipped, its work is
+/// told to stop and ends before the report goes out, and the next invocation of the same warm
+/// function finds nothing of it still running.
+#[tokio::test(flavor = "multi_thread")]
+async fn work_cut_off_by_the_deadline_does_not_run_on_into_the_next_invocation() {
+    let cc = CodeCommit::standard();
+    let world = World::new().await;
+    let repo = world.source("whitehall");
+    repo.commit("main", "a.txt", "1");
+    let mut env = world.base_env(&[]);
+    // An AWS timeout far beyond the run's 6 s: only the cancellation can end the hung call in time.
+    env.extend(cc.env(&[("MIRROR_TIME_LIMIT", "6"), ("MIRROR_AWS_TIMEOUT", "300")]));
+    let emulator = LambdaEmulator::start(&env, 60);
+    cc.standin
+        .hang_next("GetRepository", std::time::Duration::from_secs(15));
+
+    let first = emulator.invoke_json("{}");
+    assert!(first.success, "{}{}", first.stdout, first.stderr);
+    let report = first.report();
+    assert_eq!(report["repos"][0]["status"], "skipped", "{report:#}");
+    assert_eq!(report["repos"][0]["reason"], "deadline", "{report:#}");
+
+    let log_before = emulator.function_stderr().len();
+    let second = emulator.invoke_json("{}");
+    assert!(second.success, "{}{}", second.stdout, second.stderr);
+    assert_eq!(
+        second.report()["repos"][0]["status"],
+        "created",
+        "{:#}",
+        second.report()
+    );
+    let log = emulator.function_stderr();
+    let second_log = log.get(log_before..).unwrap_or_default();
+    assert!(
+        !second_log.contains("still working"),
+        "the first invocation's work ran on into the second: {second_log}"
+    );
+    assert_same_refs(&repo.bare, &cc.standin.repo_path("whitehall"));
 }

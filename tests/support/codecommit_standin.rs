@@ -63,8 +63,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -86,6 +86,8 @@ struct Shared {
     git_root: PathBuf,
     state: Mutex<State>,
     next_request_id: AtomicU64,
+    /// What a held call waits on (nothing signals it: the hold just runs out).
+    hang_ended: Condvar,
 }
 
 #[derive(Default)]
@@ -94,6 +96,8 @@ struct State {
     repos: BTreeMap<String, RepoState>,
     calls: Vec<(String, Value)>,
     failures: HashMap<String, VecDeque<Injected>>,
+    /// Actions whose next call is held this long before it is carried out.
+    hangs: HashMap<String, Duration>,
     page_size: usize,
     no_auto_default_branch: bool,
 }
@@ -169,6 +173,7 @@ impl CodeCommitStandIn {
                 ..State::default()
             }),
             next_request_id: AtomicU64::new(1),
+            hang_ended: Condvar::new(),
         });
         let serving = Arc::clone(&shared);
         let server = ThreadServer::start("CodeCommit stand-in", move |stream, stop| {
@@ -237,6 +242,14 @@ impl CodeCommitStandIn {
                 message: message.to_string(),
             });
         }
+    }
+
+    /// The next call of `action` gets no answer for `hold` (a service that stopped answering); then it
+    /// is carried out as usual.
+    pub fn hang_next(&self, action: &str, hold: Duration) {
+        lock(&self.shared.state)
+            .hangs
+            .insert(action.to_string(), hold);
     }
 
     /// The default branch GetRepository would report for `name` now.
@@ -392,6 +405,10 @@ impl Shared {
             state.calls.push((action.to_string(), body.clone()));
             state.failures.get_mut(action).and_then(VecDeque::pop_front)
         };
+        let hang = lock(&self.state).hangs.remove(action);
+        if let Some(hold) = hang {
+            self.hold(hold);
+        }
         if let Some(f) = injected {
             return Reply::error(f.status, &f.error_type, &f.message);
         }
@@ -416,6 +433,23 @@ impl Shared {
                 "UnknownOperationException",
                 &format!("the CodeCommit stand-in does not implement {other}"),
             ),
+        }
+    }
+
+    /// Holds the calling connection's answer for `hold`.
+    fn hold(&self, hold: Duration) {
+        let until = Instant::now() + hold;
+        let mut state = lock(&self.state);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .hang_ended
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
     }
 

@@ -9,6 +9,8 @@ use gix::ObjectId;
 /// Why a pack could not be indexed. The repository is left as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexPackError {
+    #[error("indexing the pack stopped: {0}")]
+    Cancelled(#[from] crate::cancel::Cancelled),
     #[error("could not create a temporary file in {dir}: {source}")]
     CreateTemp { dir: PathBuf, source: io::Error },
     #[error("could not write {path}: {source}")]

@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 
+use crate::cancel::Cancellation;
+
 pub use error::{DeltaProblem, IndexPackError};
 use idx::IndexRecord;
 use temp::TempFile;
@@ -123,8 +125,24 @@ impl IndexedPack {
 pub fn index_pack(
     input: &mut dyn Read,
     pack_dir: &Path,
+    limits: &Limits,
+    cancellation: &Cancellation,
 ) -> Result<Option<IndexedPack>, IndexPackError> {
-    index_pack_with(input, pack_dir, DEFAULT_MEMORY_BUDGET, &Limits::default())
+    index_pack_with(input, pack_dir, DEFAULT_MEMORY_BUDGET, limits, cancellation)
+}
+
+/// [`index_pack`] with the default limits and no cancellation.
+#[cfg(test)]
+fn index_pack_defaults(
+    input: &mut dyn Read,
+    pack_dir: &Path,
+) -> Result<Option<IndexedPack>, IndexPackError> {
+    index_pack(
+        input,
+        pack_dir,
+        &Limits::default(),
+        &Cancellation::default(),
+    )
 }
 
 /// [`index_pack`] keeping at most `memory_budget` bytes of delta bases in memory.
@@ -134,15 +152,23 @@ fn index_pack_with_budget(
     pack_dir: &Path,
     memory_budget: u64,
 ) -> Result<Option<IndexedPack>, IndexPackError> {
-    index_pack_with(input, pack_dir, memory_budget, &Limits::default())
+    index_pack_with(
+        input,
+        pack_dir,
+        memory_budget,
+        &Limits::default(),
+        &Cancellation::default(),
+    )
 }
 
-/// [`index_pack`] keeping at most `memory_budget` bytes of delta bases in memory, within `limits`.
+/// [`index_pack`] keeping at most `memory_budget` bytes of delta bases in memory, within `limits`,
+/// stopping with [`IndexPackError::Cancelled`] once `cancellation` is set or its deadline passes.
 fn index_pack_with(
     input: &mut dyn Read,
     pack_dir: &Path,
     memory_budget: u64,
     limits: &Limits,
+    cancellation: &Cancellation,
 ) -> Result<Option<IndexedPack>, IndexPackError> {
     let pack = TempFile::create(pack_dir, "tmp_pack_")?;
     let scanned = scan::scan(input, pack.file(), pack.path(), limits)?;
@@ -156,6 +182,7 @@ fn index_pack_with(
         pack_dir,
         memory_budget,
         limits,
+        cancellation,
     )?;
     let mut records: Vec<IndexRecord> = scanned
         .entries

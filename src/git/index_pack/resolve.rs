@@ -18,7 +18,10 @@ use super::delta::{self, DeltaError, DeltaTarget};
 use super::scan::{Entry, EntryKind, ScannedPack};
 use super::store::{Pending, Store, Stored};
 use super::{finalize, DeltaProblem, IndexPackError, Limits, CHUNK};
+use crate::cancel::Cancellation;
 
+/// A delta's result is checked against the cancellation every this many bytes.
+const CANCELLATION_STRIDE: u64 = 1 << 20;
 /// Read-ahead for delta instructions.
 const INSTRUCTION_BUFFER: usize = 16 * 1024;
 
@@ -32,10 +35,12 @@ pub(super) fn resolve(
     scratch_dir: &Path,
     memory_budget: u64,
     limits: &Limits,
+    cancellation: &Cancellation,
 ) -> Result<Vec<ObjectId>, IndexPackError> {
     let entries = &scanned.entries[..];
     let mut resolver = Resolver {
         entries,
+        cancellation,
         expansion: Expansion {
             produced: scanned.inflated,
             limit: limits.expansion_for(scanned.pack_bytes),
@@ -183,6 +188,8 @@ impl Expansion {
 
 struct Resolver<'a> {
     entries: &'a [Entry],
+    /// Checked before every delta and every [`CANCELLATION_STRIDE`] bytes of its result.
+    cancellation: &'a Cancellation,
     expansion: Expansion,
     ids: Vec<Option<ObjectId>>,
     children: Children,
@@ -225,6 +232,7 @@ impl Resolver<'_> {
                 // git refuses such a pack ("already resolved (duplicate base)"), and so do we.
                 return Err(self.duplicate_base(child));
             }
+            self.cancellation.check()?;
             if let Some(frame) = self.resolve_delta(child, top.kind, &top.data)? {
                 chain.push(frame);
             }
@@ -329,6 +337,8 @@ impl Resolver<'_> {
             chunk: &mut self.chunk,
             hasher: gix::hash::hasher(gix::hash::Kind::Sha1),
             kept: None,
+            cancellation: self.cancellation,
+            unchecked: 0,
         };
         result
             .hasher
@@ -409,10 +419,18 @@ struct Reconstruction<'a> {
     chunk: &'a mut [u8],
     hasher: gix::hash::Hasher,
     kept: Option<Pending>,
+    cancellation: &'a Cancellation,
+    /// Bytes emitted since the cancellation was last checked.
+    unchecked: u64,
 }
 
 impl Reconstruction<'_> {
     fn emit(&mut self, data: &[u8]) -> Result<(), IndexPackError> {
+        self.unchecked += data.len() as u64;
+        if self.unchecked >= CANCELLATION_STRIDE {
+            self.unchecked = 0;
+            self.cancellation.check()?;
+        }
         self.hasher.update(data);
         if let Some(pending) = self.kept.as_mut() {
             self.store.append(pending, data)?;

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 use super::scan::{self, EntryKind};
 use super::*;
+use crate::cancel::{Cancellation, Cancelled};
 
 /// Budgets to run every fixture with: the default, nothing in memory, and a few small objects.
 const BUDGETS: [u64; 3] = [DEFAULT_MEMORY_BUDGET, 0, 1000];
@@ -310,7 +311,7 @@ fn deep_ofs_delta_chains_index_like_git() {
     assert_indexed_like_git(&fixture, &pack);
 
     let target = Target::new();
-    index_pack(&mut &pack[..], &target.pack_dir()).expect("indexes");
+    index_pack_defaults(&mut &pack[..], &target.pack_dir()).expect("indexes");
     assert!(longest_chain(&target) >= 40, "chains are deep");
 }
 
@@ -378,7 +379,8 @@ fn an_empty_pack_stores_nothing() {
     assert_eq!(pack.len(), 32);
     let target = Target::new();
     let before = target.pack_dir_listing();
-    let indexed = index_pack(&mut &pack[..], &target.pack_dir()).expect("an empty pack is fine");
+    let indexed =
+        index_pack_defaults(&mut &pack[..], &target.pack_dir()).expect("an empty pack is fine");
     assert_eq!(indexed, None);
     assert_eq!(target.pack_dir_listing(), before);
 }
@@ -388,11 +390,11 @@ fn a_pack_already_there_is_kept() {
     let fixture = story_fixture(5);
     let pack = fixture.pack(&["--delta-base-offset"]);
     let target = Target::new();
-    let first = index_pack(&mut &pack[..], &target.pack_dir())
+    let first = index_pack_defaults(&mut &pack[..], &target.pack_dir())
         .expect("indexes")
         .expect("has objects");
     let listing = target.pack_dir_listing();
-    let second = index_pack(&mut &pack[..], &target.pack_dir())
+    let second = index_pack_defaults(&mut &pack[..], &target.pack_dir())
         .expect("indexes again")
         .expect("has objects");
     assert_eq!(
@@ -423,7 +425,7 @@ fn reading_stops_right_after_the_trailer() {
     stream.extend_from_slice(b"what follows the pack");
     let target = Target::new();
     let mut input = &stream[..];
-    index_pack(&mut input, &target.pack_dir()).expect("indexes");
+    index_pack_defaults(&mut input, &target.pack_dir()).expect("indexes");
     // The scanner reads ahead in chunks; the copy in objects/pack stops at the trailer regardless.
     let listing = target.pack_dir_listing();
     let pack_name = listing
@@ -638,7 +640,7 @@ fn a_handmade_delta_resolves_like_git_says() {
     let _ = ofs;
     let pack = builder.finish();
     let target = Target::new();
-    let indexed = index_pack(&mut &pack[..], &target.pack_dir())
+    let indexed = index_pack_defaults(&mut &pack[..], &target.pack_dir())
         .expect("indexes")
         .expect("has objects");
     assert_eq!(
@@ -771,9 +773,19 @@ fn copying_delta(declared_result: u64, copies: usize) -> Vec<u8> {
 
 /// Indexes `pack` within `limits`; the error, with objects/pack as it was.
 fn error_within(pack: &[u8], limits: &super::Limits) -> IndexPackError {
+    error_within_until(pack, limits, &Cancellation::default())
+}
+
+/// Indexes `pack` within `limits` until `cancellation` stops it; the error, with objects/pack as it
+/// was.
+fn error_within_until(
+    pack: &[u8],
+    limits: &super::Limits,
+    cancellation: &Cancellation,
+) -> IndexPackError {
     let target = Target::new();
     let before = target.pack_dir_listing();
-    let err = super::index_pack_with(&mut &pack[..], &target.pack_dir(), 0, limits)
+    let err = super::index_pack_with(&mut &pack[..], &target.pack_dir(), 0, limits, cancellation)
         .expect_err("the pack is refused");
     assert_eq!(
         target.pack_dir_listing(),
@@ -794,6 +806,33 @@ fn a_delta_bomb_is_refused_before_anything_is_rebuilt() {
     let err = error_within(&pack, &super::Limits::default());
     assert!(
         matches!(err, IndexPackError::ObjectTooLarge { size, .. } if size == 64 << 30),
+        "{err}"
+    );
+}
+
+#[test]
+fn resolving_stops_when_the_repository_is_abandoned_or_its_deadline_passes() {
+    // Within every limit, but 3 GiB to rebuild and hash: seconds of work that must not run on.
+    let mut builder = PackBuilder::default();
+    let base = builder.blob(&random_bytes(0x10000, 11));
+    builder.ofs_delta(base, &copying_delta(3 << 30, (3 << 30) / 0x10000));
+    let pack = builder.finish();
+
+    let abandoned = Cancellation::default();
+    abandoned.cancel();
+    let err = error_within_until(&pack, &super::Limits::default(), &abandoned);
+    assert!(
+        matches!(err, IndexPackError::Cancelled(Cancelled::Abandoned)),
+        "{err}"
+    );
+
+    // A deadline passing while the one big delta is being rebuilt stops it inside the delta.
+    let soon = Cancellation::with_deadline(Some(
+        std::time::Instant::now() + std::time::Duration::from_millis(300),
+    ));
+    let err = error_within_until(&pack, &super::Limits::default(), &soon);
+    assert!(
+        matches!(err, IndexPackError::Cancelled(Cancelled::DeadlinePassed)),
         "{err}"
     );
 }
@@ -835,6 +874,7 @@ fn what_a_pack_is_rebuilt_into_is_bounded_by_its_size() {
         &target.pack_dir(),
         0,
         &super::Limits::default(),
+        &Cancellation::default(),
     )
     .expect("indexed within the default limits");
     assert_eq!(indexed.map(|i| i.objects), Some(5));
@@ -999,7 +1039,7 @@ fn a_delta_shorter_than_git_accepts_is_refused_like_git_does() {
     let pack = builder.finish();
     assert!(git_accepts(&pack));
     let target = Target::new();
-    let indexed = index_pack(&mut &pack[..], &target.pack_dir())
+    let indexed = index_pack_defaults(&mut &pack[..], &target.pack_dir())
         .expect("indexes")
         .expect("has objects");
     assert_eq!(
@@ -1043,7 +1083,7 @@ fn a_ref_delta_against_an_object_that_is_in_the_pack_twice_is_refused_like_git_d
     let pack = builder.finish();
     assert!(git_accepts(&pack));
     let target = Target::new();
-    let indexed = index_pack(&mut &pack[..], &target.pack_dir())
+    let indexed = index_pack_defaults(&mut &pack[..], &target.pack_dir())
         .expect("indexes")
         .expect("has objects");
     assert_eq!(

@@ -86,10 +86,14 @@ impl CodeCommit {
         deadline: Option<Instant>,
         stall: &crate::git::StallGuard,
     ) -> Result<Option<Opened>, TargetError> {
-        let metadata = handle.block_on(self.find(name))?;
+        let cancellation = stall.cancellation().clone();
+        let metadata = cancellation.block_on(handle, self.find(name))??;
         let (metadata, created) = match metadata {
             Some(metadata) => (metadata, false),
-            None if create => (handle.block_on(self.create(name, source))?, true),
+            None if create => (
+                cancellation.block_on(handle, self.create(name, source))??,
+                true,
+            ),
             None => return Ok(None),
         };
         let connect = {
@@ -99,7 +103,9 @@ impl CodeCommit {
             let stall = stall.clone();
             move || -> Result<Endpoint, TargetError> {
                 let url = codecommit.git_url_template.replace("{name}", &name);
-                let credentials = handle.block_on(codecommit.git_credentials(&url))?;
+                let credentials = stall
+                    .cancellation()
+                    .block_on(&handle, codecommit.git_credentials(&url))??;
                 Ok(Endpoint {
                     url,
                     credentials: Some(credentials),
@@ -117,6 +123,7 @@ impl CodeCommit {
                 Err(err)
                     if created && is_not_found(&err) && started.elapsed() < VISIBILITY_WAIT =>
                 {
+                    cancellation.check()?;
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(4));
                 }
@@ -127,6 +134,7 @@ impl CodeCommit {
             remote,
             codecommit: self.clone(),
             handle: handle.clone(),
+            cancellation,
             name: name.to_owned(),
             // A repository created now carries the record it was created with.
             record: created.then(|| SourceRecord::Names(source_record_url(source))),
@@ -283,6 +291,8 @@ struct CodeCommitMirror {
     remote: RemoteMirror,
     codecommit: Arc<CodeCommit>,
     handle: Handle,
+    /// Every API call ends when the repository is abandoned.
+    cancellation: crate::cancel::Cancellation,
     name: String,
     metadata: Metadata,
     /// The source record, once known.
@@ -337,8 +347,10 @@ impl Mirror for CodeCommitMirror {
         {
             return Ok(());
         }
-        self.handle
-            .block_on(self.codecommit.set_default_branch(&self.name, short))?;
+        self.cancellation.block_on(
+            &self.handle,
+            self.codecommit.set_default_branch(&self.name, short),
+        )??;
         self.metadata.default_branch = Some(short.to_owned());
         Ok(())
     }
@@ -349,16 +361,18 @@ impl Mirror for CodeCommitMirror {
         }
         let arn = self.arn()?.to_owned();
         let record = self
-            .handle
-            .block_on(self.codecommit.source_tag(&self.name, &arn))?;
+            .cancellation
+            .block_on(&self.handle, self.codecommit.source_tag(&self.name, &arn))??;
         self.record = Some(record.clone());
         Ok(record)
     }
 
     fn write_source_record(&mut self, source_url: &str) -> Result<(), TargetError> {
         let arn = self.arn()?.to_owned();
-        self.handle
-            .block_on(self.codecommit.tag_source(&self.name, &arn, source_url))?;
+        self.cancellation.block_on(
+            &self.handle,
+            self.codecommit.tag_source(&self.name, &arn, source_url),
+        )??;
         self.record = Some(SourceRecord::Names(source_url.to_owned()));
         Ok(())
     }
@@ -368,8 +382,10 @@ impl Mirror for CodeCommitMirror {
         if wanted.as_deref().unwrap_or("") == self.metadata.description.as_deref().unwrap_or("") {
             return Ok(());
         }
-        self.handle
-            .block_on(self.codecommit.set_description(&self.name, wanted.clone()))?;
+        self.cancellation.block_on(
+            &self.handle,
+            self.codecommit.set_description(&self.name, wanted.clone()),
+        )??;
         self.metadata.description = wanted;
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! presence only. Tags are followed to what they point at. Every object checked is remembered, so a
 //! merge or many tags of one commit cost nothing more.
 
+use crate::cancel::{Cancellation, Cancelled};
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use gix::bstr::BString;
@@ -26,6 +27,8 @@ pub struct NewTip {
 /// Why a new tip is not connected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectivityError {
+    #[error("the connectivity check stopped: {0}")]
+    Cancelled(#[from] Cancelled),
     #[error("object {object} is missing from the mirror (needed by {reference})")]
     Missing { object: ObjectId, reference: String },
     #[error("object {object} (needed by {reference}) could not be read: {source}")]
@@ -65,10 +68,12 @@ pub fn check_connected(
     repo: &gix::Repository,
     tips: &[NewTip],
     known: &HashSet<ObjectId>,
+    cancellation: &Cancellation,
 ) -> Result<Walked, ConnectivityError> {
     let mut walk = Walk {
         repo,
         tips,
+        cancellation,
         commits: HashMap::new(),
         queue: BinaryHeap::new(),
         new_in_queue: 0,
@@ -113,6 +118,8 @@ struct CommitState {
 
 struct Walk<'a> {
     repo: &'a gix::Repository,
+    /// Checked before every commit.
+    cancellation: &'a Cancellation,
     tips: &'a [NewTip],
     commits: HashMap<ObjectId, CommitState>,
     /// Commits to visit, newest (committer time) first.
@@ -306,6 +313,7 @@ impl Walk<'_> {
     /// Visits commits newest first until no new commit is left in the queue.
     fn run(&mut self) -> Result<(), ConnectivityError> {
         while self.new_in_queue > 0 {
+            self.cancellation.check()?;
             let Some((_, id)) = self.queue.pop() else {
                 break;
             };
@@ -477,6 +485,7 @@ mod tests {
             &open(dir.path()),
             &[tip("refs/heads/main", main)],
             &HashSet::new(),
+            &Cancellation::default(),
         )
         .expect("connected");
         assert_eq!(walked.commits, 2);
@@ -492,6 +501,7 @@ mod tests {
             &open(dir.path()),
             &[tip("refs/heads/main", main)],
             &HashSet::new(),
+            &Cancellation::default(),
         )
         .expect_err("a blob is missing");
         match &err {
@@ -521,12 +531,14 @@ mod tests {
             &open(dir.path()),
             &[tip("refs/heads/main", main)],
             &HashSet::from([first]),
+            &Cancellation::default(),
         )
         .expect("only what is new is checked");
         let err = check_connected(
             &open(dir.path()),
             &[tip("refs/tags/tree-tag", tree_tag)],
             &HashSet::new(),
+            &Cancellation::default(),
         )
         .expect_err("the tagged tree lacks a blob");
         assert!(
@@ -539,6 +551,7 @@ mod tests {
             &open(dir.path()),
             &[tip("refs/heads/main", main)],
             &HashSet::new(),
+            &Cancellation::default(),
         )
         .expect_err("the parent commit is missing");
         assert!(
@@ -586,6 +599,7 @@ mod tests {
                 tip("refs/heads/old-point", rev(dir.path(), "main~30")),
             ],
             &known,
+            &Cancellation::default(),
         )
         .expect("connected");
         assert_eq!(
@@ -596,8 +610,13 @@ mod tests {
             },
             "one new commit, its root tree and the one directory it changed"
         );
-        let nothing_new =
-            check_connected(&repo, &[tip("refs/heads/main", old_main)], &known).expect("connected");
+        let nothing_new = check_connected(
+            &repo,
+            &[tip("refs/heads/main", old_main)],
+            &known,
+            &Cancellation::default(),
+        )
+        .expect("connected");
         assert_eq!(nothing_new, Walked::default());
     }
 }

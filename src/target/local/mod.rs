@@ -21,12 +21,13 @@ use gix::refs::Target;
 
 use super::{Mirror, TargetError};
 use crate::adoption::SourceRecord;
-use crate::git::index_pack::{index_pack, IndexedPack};
+use crate::cancel::Cancellation;
+use crate::git::index_pack::{index_pack, IndexPackError, IndexedPack, Limits};
 use crate::git::receive_pack::PushOutcome;
 use crate::git::upload_pack::PackForm;
 use crate::plan::Command;
 use crate::refs::{ObjectId, RefMap, RefValue};
-use connectivity::{check_connected, NewTip};
+use connectivity::{check_connected, ConnectivityError, NewTip};
 use lock::{LockError, RepositoryLock};
 
 /// A local bare repository.
@@ -39,6 +40,11 @@ pub struct LocalMirror {
     connected: HashSet<ObjectId>,
     /// Held while the mirror may be written; released when the mirror is dropped.
     lock: Option<RepositoryLock>,
+    /// What a pack may make the indexer do.
+    limits: Limits,
+    /// Stops indexing and the connectivity walk once the repository is abandoned or its deadline
+    /// passes.
+    cancellation: Cancellation,
 }
 
 fn local_error(path: &Path, message: impl std::fmt::Display) -> TargetError {
@@ -61,6 +67,8 @@ impl LocalMirror {
         root: &Path,
         name: &str,
         writable: bool,
+        limits: Limits,
+        cancellation: Cancellation,
     ) -> Result<Option<(LocalMirror, bool)>, TargetError> {
         let path = mirror_path(root, name);
         let (repo, created) = if path.exists() {
@@ -92,6 +100,8 @@ impl LocalMirror {
             refs: RefMap::new(),
             connected: HashSet::new(),
             lock,
+            limits,
+            cancellation,
         };
         mirror.reread_refs()?;
         mirror.connected = mirror.refs.values().map(|value| value.oid).collect();
@@ -136,9 +146,15 @@ impl LocalMirror {
     fn index_pack(&self, pack: &mut dyn Read) -> Result<Option<IndexedPack>, TargetError> {
         let pack_dir = self.repo.objects.store_ref().path().join("pack");
         std::fs::create_dir_all(&pack_dir).map_err(|err| local_error(&pack_dir, err))?;
-        let indexed = index_pack(pack, &pack_dir).map_err(|err| {
-            local_error(&self.path, format!("the pack could not be indexed: {err}"))
-        })?;
+        let indexed = index_pack(pack, &pack_dir, &self.limits, &self.cancellation).map_err(
+            |err| match err {
+                IndexPackError::Cancelled(cancelled) => TargetError::Cancelled(cancelled),
+                other => local_error(
+                    &self.path,
+                    format!("the pack could not be indexed: {other}"),
+                ),
+            },
+        )?;
         // Reading to the end checks the trailer in the caller's pack stream and leaves the source's
         // response fully consumed for its next request.
         let drained = io::copy(pack, &mut io::sink()).map_err(|err| local_error(&self.path, err));
@@ -167,12 +183,15 @@ impl LocalMirror {
                 id: command.new,
             })
             .collect();
-        check_connected(&self.repo, &tips, &self.connected).map_err(|source| {
-            TargetError::Incomplete {
-                path: self.path.display().to_string(),
-                source,
-            }
-        })?;
+        check_connected(&self.repo, &tips, &self.connected, &self.cancellation).map_err(
+            |source| match source {
+                ConnectivityError::Cancelled(cancelled) => TargetError::Cancelled(cancelled),
+                source => TargetError::Incomplete {
+                    path: self.path.display().to_string(),
+                    source,
+                },
+            },
+        )?;
         Ok(())
     }
 }
