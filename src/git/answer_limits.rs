@@ -1,9 +1,9 @@
-//! Limits on the answers a target's receive-pack may send, and the readers that keep to them: the
-//! ref advertisement is read up to a number of refs and of bytes, the report-status up to a line
-//! per command sent (plus a few) and a byte budget per line, the side-band messages around it up to
-//! a byte budget. An answer over its limit fails that repository with
-//! [`GitError::AnswerTooLarge`](super::GitError::AnswerTooLarge), naming the limit; nothing a peer
-//! sends is held in memory beyond these.
+//! Limits on the answers a peer may send, and the readers that keep to them: a source's ref listing
+//! (`ls-refs`) and a target's ref advertisement are read up to a number of refs and of bytes, the
+//! target's report-status up to a line per command sent (plus a few) and a byte budget per line, the
+//! side-band messages around it up to a byte budget. An answer over its limit fails that repository
+//! with [`GitError::AnswerTooLarge`](super::GitError::AnswerTooLarge), naming the limit; nothing a
+//! peer sends is held in memory beyond these.
 
 use std::fmt;
 use std::io::{self, BufRead, Read};
@@ -11,8 +11,13 @@ use std::io::{self, BufRead, Read};
 use gix::protocol::transport::client::blocking_io::ReadlineBufRead;
 use gix::protocol::transport::packetline::PacketLineRef;
 
+/// Refs a source may list (`ls-refs` lines).
+pub const MAX_SOURCE_REFS: usize = 2_000_000;
+/// Bytes of `ls-refs` answer (pkt-line payloads) a source may send: about 130 bytes for each of
+/// [`MAX_SOURCE_REFS`] refs with its peeled value.
+pub const MAX_SOURCE_LISTING_BYTES: u64 = 256 * 1024 * 1024;
 /// Refs (advertisement lines, peeled tags counting twice) a target may advertise: the 2,000,000 a
-/// source may advertise, and room for the backups of diverged refs, so that a mirror can always be
+/// source may list, and room for the backups of diverged refs, so that a mirror can always be
 /// read back.
 pub const MAX_ADVERTISED_REFS: usize = 2_500_000;
 /// Bytes of ref advertisement (pkt-line payloads) a target may send.
@@ -27,6 +32,7 @@ pub const MAX_SIDE_BAND_MESSAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// Which answer went over its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
+    SourceRefListing,
     RefAdvertisement,
     ReportStatus,
     SideBandMessages,
@@ -35,9 +41,10 @@ pub enum Answer {
 impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Answer::RefAdvertisement => "ref advertisement",
-            Answer::ReportStatus => "report-status",
-            Answer::SideBandMessages => "side-band messages",
+            Answer::SourceRefListing => "source's ref listing (ls-refs)",
+            Answer::RefAdvertisement => "target's ref advertisement",
+            Answer::ReportStatus => "target's report-status",
+            Answer::SideBandMessages => "target's side-band messages",
         })
     }
 }
@@ -65,6 +72,16 @@ impl fmt::Display for AnswerLimit {
 pub struct AdvertisementLimits {
     pub refs: usize,
     pub bytes: u64,
+}
+
+impl AdvertisementLimits {
+    /// The limits on a source's `ls-refs` answer.
+    pub fn for_source() -> Self {
+        AdvertisementLimits {
+            refs: MAX_SOURCE_REFS,
+            bytes: MAX_SOURCE_LISTING_BYTES,
+        }
+    }
 }
 
 impl Default for AdvertisementLimits {

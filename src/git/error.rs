@@ -35,7 +35,7 @@ pub enum GitError {
     Unpack { url: String, message: String },
     #[error("{url}: the report-status answer is malformed: {message}")]
     ReportStatus { url: String, message: String },
-    #[error("{url}: the target's {answer} is over its limit of {limit}")]
+    #[error("{url}: the {answer} is over its limit of {limit}")]
     AnswerTooLarge {
         url: String,
         answer: Answer,

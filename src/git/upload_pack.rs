@@ -11,6 +11,7 @@ use gix::protocol::transport::client::blocking_io::{
 use gix::protocol::transport::client::Capabilities;
 use gix::protocol::transport::{Protocol, Service};
 
+use super::answer_limits::{AdvertisementLimits, Answer, AnswerLimit};
 use super::connection::HttpTransport;
 use super::error::describe;
 use super::{Endpoint, GitError};
@@ -20,9 +21,6 @@ use crate::refs::{
 use ls_refs::AdvertisedRef;
 
 mod ls_refs;
-
-/// The most ref lines one `ls-refs` answer may hold (a bound on what a peer can make us keep).
-const MAX_ADVERTISED_REFS: usize = 2_000_000;
 
 /// What the source advertises.
 #[derive(Debug, Clone, Default)]
@@ -99,6 +97,15 @@ impl SourceConnection {
     /// Lists branches, tags and HEAD. Each name is checked ([`crate::refs::checked_name`]): a branch or
     /// tag under a name the mirror cannot use lands in [`SourceRefs::invalid`], never in the map.
     pub fn list_refs(&mut self) -> Result<SourceRefs, GitError> {
+        self.list_refs_within(AdvertisementLimits::for_source())
+    }
+
+    /// [`SourceConnection::list_refs`], reading at most `limits.refs` refs and `limits.bytes` bytes
+    /// of answer: more fails with [`GitError::AnswerTooLarge`].
+    pub fn list_refs_within(
+        &mut self,
+        limits: AdvertisementLimits,
+    ) -> Result<SourceRefs, GitError> {
         let url = self.url.clone();
         let list_error = |message: String| GitError::ListRefs {
             url: url.clone(),
@@ -126,16 +133,24 @@ impl SourceConnection {
             .map_err(|err| list_error(describe(&err)))?;
         let mut out = SourceRefs::default();
         let mut lines = 0usize;
+        let mut bytes = 0u64;
+        let too_large = |limit| GitError::AnswerTooLarge {
+            url: url.clone(),
+            answer: Answer::SourceRefListing,
+            limit,
+        };
         while let Some(line) = reader.readline() {
             let line = line
                 .map_err(|err| list_error(describe(&err)))?
                 .map_err(|err| list_error(describe(&err)))?;
             let Some(data) = line.as_slice() else { break };
             lines += 1;
-            if lines > MAX_ADVERTISED_REFS {
-                return Err(list_error(format!(
-                    "the source advertises more than {MAX_ADVERTISED_REFS} refs"
-                )));
+            bytes += data.len() as u64;
+            if lines > limits.refs {
+                return Err(too_large(AnswerLimit::Refs(limits.refs)));
+            }
+            if bytes > limits.bytes {
+                return Err(too_large(AnswerLimit::Bytes(limits.bytes)));
             }
             let advertised =
                 ls_refs::parse_line(data).map_err(|err| list_error(err.to_string()))?;

@@ -6,9 +6,10 @@
 
 use repo_mirror::git::answer_limits::{
     AdvertisementLimits, Answer, AnswerLimit, ReportStatusLimits, MAX_ADVERTISED_REFS,
-    MAX_ADVERTISEMENT_BYTES,
+    MAX_ADVERTISEMENT_BYTES, MAX_SOURCE_LISTING_BYTES, MAX_SOURCE_REFS,
 };
 use repo_mirror::git::receive_pack::TargetConnection;
+use repo_mirror::git::upload_pack::SourceConnection;
 use repo_mirror::git::{Endpoint, GitError};
 
 use crate::support::fixtures::{self, assert_fsck, assert_same_refs};
@@ -130,7 +131,10 @@ fn the_default_advertisement_limits_are_the_documented_ones() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     assert_eq!(MAX_ADVERTISED_REFS, 2_500_000);
     assert_eq!(MAX_ADVERTISEMENT_BYTES, 256 * 1024 * 1024);
-    assert!(readme.contains("the ref advertisement up to 2,500,000"));
+    assert!(readme.contains("a target's ref advertisement up to 2,500,000"));
+    assert!(
+        readme.contains("a source's ref listing (`ls-refs`) up\n  to 2,000,000 refs and 256 MiB")
+    );
     assert!(readme.contains("and 256 MiB"));
 }
 
@@ -148,4 +152,70 @@ async fn a_report_status_longer_than_its_push_can_need_fails_that_repository() {
         error.contains(&format!("report-status is over its limit of {limit} bytes")),
         "{error}"
     );
+}
+
+/// Lists the refs of a source with `tags` tags through the real server, reading up to `limits`.
+fn list_source_with_tags(tags: usize, limits: AdvertisementLimits) -> Result<usize, GitError> {
+    let server_root = tempfile::TempDir::new().expect("temp dir");
+    let root = server_root.path().join("served");
+    let source = fixtures::SourceRepo::create(&root, "listed");
+    let first = source.commit("main", "a.txt", "1");
+    for i in 1..tags {
+        fixtures::git(&source.work, &["tag", &format!("release-{i:04}"), &first]);
+    }
+    // The last tag pushes them all.
+    source.lightweight_tag("release-0000", &first);
+    let server = GitServer::start(&root, Auth::None);
+    let endpoint = Endpoint::new(server.url("listed.git"), None);
+    let mut connection = SourceConnection::open(&endpoint)?;
+    connection
+        .list_refs_within(limits)
+        .map(|listed| listed.refs.len())
+}
+
+#[test]
+fn a_source_ref_listing_over_its_limits_fails_naming_the_limit() {
+    // HEAD, one branch and 40 tags: 42 lines of about 70 bytes each.
+    let roomy = AdvertisementLimits {
+        refs: 42,
+        bytes: 1 << 20,
+    };
+    assert_eq!(list_source_with_tags(40, roomy).expect("at the limit"), 41);
+    let too_many = list_source_with_tags(41, roomy).expect_err("one ref over the limit");
+    assert!(
+        matches!(
+            too_many,
+            GitError::AnswerTooLarge {
+                answer: Answer::SourceRefListing,
+                limit: AnswerLimit::Refs(42),
+                ..
+            }
+        ),
+        "{too_many}"
+    );
+    let few_bytes = AdvertisementLimits {
+        refs: 1000,
+        bytes: 1000,
+    };
+    let too_big = list_source_with_tags(40, few_bytes).expect_err("over the byte limit");
+    assert!(
+        matches!(
+            too_big,
+            GitError::AnswerTooLarge {
+                answer: Answer::SourceRefListing,
+                limit: AnswerLimit::Bytes(1000),
+                ..
+            }
+        ),
+        "{too_big}"
+    );
+    assert!(
+        too_big
+            .to_string()
+            .contains("source's ref listing (ls-refs) is over its limit of 1000 bytes"),
+        "{too_big}"
+    );
+    let defaults = AdvertisementLimits::for_source();
+    assert_eq!(defaults.refs, MAX_SOURCE_REFS);
+    assert_eq!(defaults.bytes, MAX_SOURCE_LISTING_BYTES);
 }
