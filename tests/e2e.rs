@@ -29,6 +29,8 @@ mod lambda_function;
 mod listing_guards;
 #[path = "e2e/ref_names.rs"]
 mod ref_names;
+#[path = "e2e/secrets_sweep.rs"]
+mod secrets_sweep;
 #[path = "e2e/settings_and_source.rs"]
 mod settings_and_source;
 #[path = "e2e/timeouts.rs"]

@@ -9,6 +9,7 @@ pub mod git_server;
 pub mod github_fake;
 pub mod lambda;
 pub mod moto;
+pub mod secret_scan;
 pub mod sigv4_check;
 pub mod silent_server;
 pub mod thread_server;
