@@ -26,10 +26,7 @@ pub const EXIT_OUT_OF_DATE: u8 = 3;
     version,
     about = "Mirror every branch and tag of a GitHub organisation's repositories into CodeCommit, local bare repositories or any smart-HTTP git host.",
     long_about = None,
-    after_help = "Every flag has an environment variable of the same meaning (the flag wins); GITHUB_TOKEN, \
-MIRROR_TARGET_USERNAME, MIRROR_TARGET_PASSWORD, MIRROR_CODECOMMIT_GIT_URL, MIRROR_MAX_REFS_PER_PUSH, \
-MIRROR_COMPARE_BUDGET (seconds one repository's compare API questions may take together; default 60) and \
-MIRROR_AWS_TIMEOUT (seconds one AWS call may take, retries included; default 60) are environment only. Run `repo-mirror run --help` for the settings."
+    after_help = "Every flag has an environment variable of the same meaning (the flag wins); some settings are environment only. Run `repo-mirror run --help` for the settings."
 )]
 pub struct Cli {
     #[command(subcommand)]

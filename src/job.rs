@@ -71,7 +71,7 @@ pub fn targets_for(settings: &Settings, clients: &Clients) -> Result<Targets, Se
         }),
         TargetSpec::CodeCommit => {
             let invalid = |why: String| SettingsError::Invalid {
-                setting: "MIRROR_TARGET (--target)",
+                setting: &crate::settings::definitions::TARGET,
                 value: "codecommit".into(),
                 why,
             };

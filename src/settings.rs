@@ -1,7 +1,16 @@
 //! Settings: every environment variable of the contract and its flag (the flag wins), validated into
 //! one `Settings` before anything is changed. Errors name the setting that was wrong.
+//!
+//! Each setting is defined once, in [`definitions`]: its variable, old names, flag, default, help and
+//! README text. The clap arguments ([`args`]), the README table and the environment-only part of
+//! `--help` ([`docs`]) are built from those definitions, and `resolve` reads every value through one
+//! reader keyed by the definition. Adding a setting is one entry in [`definitions::ALL`] plus its use in
+//! `resolve` (then paste the table the README test prints into the README).
 
-use clap::Args;
+pub mod args;
+pub mod definitions;
+pub mod docs;
+
 use regex::Regex;
 
 use crate::git::Credentials;
@@ -10,67 +19,10 @@ use crate::refs::RefGlob;
 use crate::source::{Filter, GitHubAuth};
 use crate::target::TargetSpec;
 
-/// The flags (and their environment variables) shared by `run` and `status`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct SettingsArgs {
-    /// GitHub organisation (or user) whose repositories are mirrored [required]
-    #[arg(long, env = "MIRROR_GITHUB_ORG", value_name = "ORG")]
-    pub org: Option<String>,
-    /// Only repositories carrying this topic (e.g. govuk)
-    #[arg(long, env = "MIRROR_GITHUB_TOPIC", value_name = "TOPIC")]
-    pub topic: Option<String>,
-    /// Regular expression: only repository names that match
-    #[arg(long, env = "MIRROR_INCLUDE", value_name = "REGEX")]
-    pub include: Option<String>,
-    /// Regular expression: repository names that match are left out
-    #[arg(long, env = "MIRROR_EXCLUDE", value_name = "REGEX")]
-    pub exclude: Option<String>,
-    /// Also mirror archived repositories [default: false]
-    #[arg(long, env = "MIRROR_INCLUDE_ARCHIVED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub include_archived: Option<String>,
-    /// Also mirror forks [default: false]
-    #[arg(long, env = "MIRROR_INCLUDE_FORKS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub include_forks: Option<String>,
-    /// REST API base; GitHub Enterprise Server: https://HOST/api/v3 [default: https://api.github.com]
-    #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
-    pub github_api_url: Option<String>,
-    /// Secrets Manager secret (name or ARN) holding the GitHub credentials; read at the start of every run
-    #[arg(long, env = "MIRROR_SECRET_ID", value_name = "ID")]
-    pub secret_id: Option<String>,
-    /// codecommit, dir:PATH (bare repositories PATH/NAME.git) or a smart-HTTP URL template with {name} [default: dir:mirrors]
-    #[arg(long, env = "MIRROR_TARGET", value_name = "TARGET")]
-    pub target: Option<String>,
-    /// Prefix added to every target repository name
-    #[arg(long, env = "MIRROR_TARGET_PREFIX", value_name = "PREFIX")]
-    pub target_prefix: Option<String>,
-    /// Repositories mirrored at once [default: 8]
-    #[arg(long, env = "MIRROR_CONCURRENCY", value_name = "N")]
-    pub concurrency: Option<String>,
-    /// Delete target branches and tags that no longer exist at the source [default: true]
-    #[arg(long, env = "MIRROR_PRUNE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub prune: Option<String>,
-    /// Comma-separated globs of target refs never created, updated or deleted (e.g. refs/heads/security/*)
-    #[arg(long = "protect", env = "MIRROR_PROTECTED_REFS", value_name = "GLOBS")]
-    pub protected_refs: Option<String>,
-    /// A target ref that is not an ancestor of the source's: overwrite, keep, or backup (under refs/mirror-backup/) [default: overwrite]
-    #[arg(long, env = "MIRROR_DIVERGED", value_name = "POLICY")]
-    pub diverged: Option<String>,
-    /// CloudWatch namespace for run metrics; unset = publish none
-    #[arg(long, env = "MIRROR_METRICS_NAMESPACE", value_name = "NAMESPACE")]
-    pub metrics_namespace: Option<String>,
-    /// Seconds after which the run starts no more repositories and reports the rest skipped (deadline); in Lambda, the invocation's own deadline also applies [default: none]
-    #[arg(long, env = "MIRROR_TIME_LIMIT", value_name = "SECONDS")]
-    pub time_limit: Option<String>,
-    /// Seconds a git transfer (source or target) may go without a byte moving before that repository fails [default: 60]
-    #[arg(long, env = "MIRROR_STALL_TIMEOUT", value_name = "SECONDS")]
-    pub stall_timeout: Option<String>,
-    /// Adopt target repositories that already have branches or tags but no record of mirroring this source (the record is written, then they are mirrored); without it they are left unchanged and reported failed [default: false]
-    #[arg(long, env = "MIRROR_ADOPT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub adopt: Option<String>,
-    /// Preview: plan every repository, print what would change, change nothing [default: false]
-    #[arg(long, env = "MIRROR_DRY_RUN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub dry_run: Option<String>,
-}
+pub use args::SettingsArgs;
+use args::{invalid, Reader};
+use definitions as defs;
+pub use definitions::{Setting, DEFAULT_CODECOMMIT_GIT_URL};
 
 /// Validated settings of one run.
 #[derive(Debug, Clone)]
@@ -106,52 +58,51 @@ pub struct Settings {
     pub index_limits: crate::git::index_pack::Limits,
 }
 
-/// A setting that is missing or wrong; nothing was changed.
+/// A setting that is missing or wrong; nothing was changed. Each names the setting by its definition.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     #[error("{setting} is required")]
-    Missing { setting: &'static str },
+    Missing { setting: &'static Setting },
+    #[error("{missing} ({present} is set) is required")]
+    MissingPartner {
+        missing: &'static Setting,
+        present: &'static Setting,
+    },
     #[error("{setting} {value:?} is invalid: {why}")]
     Invalid {
-        setting: &'static str,
+        setting: &'static Setting,
         value: String,
         why: String,
     },
     #[error("{setting} is invalid: {why}")]
-    InvalidSecret { setting: &'static str, why: String },
+    InvalidSecret {
+        setting: &'static Setting,
+        why: String,
+    },
+    /// The environment could not be read as settings (e.g. a value that is not UTF-8).
+    #[error("the environment is invalid: {why}")]
+    Environment { why: String },
 }
 
-pub const DEFAULT_CODECOMMIT_GIT_URL: &str =
-    "https://git-codecommit.{region}.amazonaws.com/v1/repos/{name}";
-
 impl SettingsArgs {
-    /// Validates the flags and environment into settings; `env` reads the variables that have no flag.
+    /// Validates the flags and environment into settings; `env` reads the variables (every setting's
+    /// flag wins over its variable, which wins over its old names).
     pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
-        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let given = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
+        let read = Reader::new(self, env);
 
-        let org = given(&self.org).ok_or(SettingsError::Missing {
-            setting: "MIRROR_GITHUB_ORG (--org)",
-        })?;
+        let org = read.required(&defs::GITHUB_ORG)?;
         if !org
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         {
             return Err(invalid(
-                "MIRROR_GITHUB_ORG (--org)",
+                &defs::GITHUB_ORG,
                 &org,
                 "an organisation or user login has only letters, digits and '-'",
             ));
         }
-        let regex = |setting: &'static str,
-                     value: Option<String>|
-         -> Result<Option<Regex>, SettingsError> {
-            value
+        let regex = |setting: &'static Setting| -> Result<Option<Regex>, SettingsError> {
+            read.text(setting)
                 .map(|v| {
                     Regex::new(&v)
                         .map_err(|err| invalid(setting, &v, &err.to_string().replace('\n', " ")))
@@ -159,102 +110,96 @@ impl SettingsArgs {
                 .transpose()
         };
         let filter = Filter {
-            topic: given(&self.topic),
-            include: regex("MIRROR_INCLUDE (--include)", given(&self.include))?,
-            exclude: regex("MIRROR_EXCLUDE (--exclude)", given(&self.exclude))?,
-            include_archived: boolean(
-                "MIRROR_INCLUDE_ARCHIVED (--include-archived)",
-                given(&self.include_archived),
-                false,
-            )?,
-            include_forks: boolean(
-                "MIRROR_INCLUDE_FORKS (--include-forks)",
-                given(&self.include_forks),
-                false,
-            )?,
+            topic: read.text(&defs::TOPIC),
+            include: regex(&defs::INCLUDE)?,
+            exclude: regex(&defs::EXCLUDE)?,
+            include_archived: read.switch(&defs::INCLUDE_ARCHIVED)?,
+            include_forks: read.switch(&defs::INCLUDE_FORKS)?,
             only: Vec::new(),
         };
-        let github_api_url =
-            given(&self.github_api_url).unwrap_or_else(|| "https://api.github.com".into());
+        let github_api_url = read.text_or_default(&defs::GITHUB_API_URL);
         if !matches!(
             crate::shown_url::scheme(&github_api_url).as_deref(),
             Some("https" | "http")
         ) {
             return Err(invalid(
-                "GITHUB_API_URL (--github-api-url)",
+                &defs::GITHUB_API_URL,
                 &crate::shown_url::shown(&github_api_url),
                 "it must be an http(s) URL",
             ));
         }
         if crate::shown_url::shown(&github_api_url) != github_api_url.trim() {
             return Err(invalid(
-                "GITHUB_API_URL (--github-api-url)",
+                &defs::GITHUB_API_URL,
                 &crate::shown_url::shown(&github_api_url),
                 "credentials and queries do not belong in the URL; the token comes from GITHUB_TOKEN or the secret",
             ));
         }
-        let github_auth = match env("GITHUB_TOKEN") {
-            Some(token) => GitHubAuth::Token(token.trim().to_owned()),
+        let github_auth = match read.text(&defs::GITHUB_TOKEN) {
+            Some(token) => GitHubAuth::Token(token),
             None => GitHubAuth::Anonymous,
         };
-        let secret_id = given(&self.secret_id);
+        let secret_id = read.text(&defs::SECRET_ID);
         let github_has_credentials =
             !matches!(github_auth, GitHubAuth::Anonymous) || secret_id.is_some();
         if github_has_credentials && !crate::shown_url::may_carry_credentials(&github_api_url) {
             return Err(invalid(
-                "GITHUB_API_URL (--github-api-url)",
+                &defs::GITHUB_API_URL,
                 &crate::shown_url::shown(&github_api_url),
                 "credentials are sent over http:// only to a loopback host; use https://",
             ));
         }
-        let target_text = given(&self.target).unwrap_or_else(|| "dir:mirrors".into());
+        let target_text = read.text_or_default(&defs::TARGET);
         let target: TargetSpec =
             target_text
                 .parse()
                 .map_err(
                     |err: crate::target::TargetSpecError| SettingsError::Invalid {
-                        setting: "MIRROR_TARGET (--target)",
+                        setting: &defs::TARGET,
                         value: crate::shown_url::shown(&target_text),
                         why: err.to_string(),
                     },
                 )?;
-        let target_credentials =
-            match (env("MIRROR_TARGET_USERNAME"), env("MIRROR_TARGET_PASSWORD")) {
-                (Some(username), Some(password)) => Some(Credentials { username, password }),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(SettingsError::Missing {
-                        setting: "MIRROR_TARGET_PASSWORD (MIRROR_TARGET_USERNAME is set)",
-                    })
-                }
-                (None, Some(_)) => {
-                    return Err(SettingsError::Missing {
-                        setting: "MIRROR_TARGET_USERNAME (MIRROR_TARGET_PASSWORD is set)",
-                    })
-                }
-            };
+        let target_credentials = match (
+            read.raw(&defs::TARGET_USERNAME),
+            read.raw(&defs::TARGET_PASSWORD),
+        ) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(SettingsError::MissingPartner {
+                    missing: &defs::TARGET_PASSWORD,
+                    present: &defs::TARGET_USERNAME,
+                })
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::MissingPartner {
+                    missing: &defs::TARGET_USERNAME,
+                    present: &defs::TARGET_PASSWORD,
+                })
+            }
+        };
         if let (TargetSpec::UrlTemplate(template), Some(_)) = (&target, &target_credentials) {
             if !crate::shown_url::may_carry_credentials(template) {
                 return Err(invalid(
-                    "MIRROR_TARGET (--target)",
+                    &defs::TARGET,
                     &crate::shown_url::shown(template),
                     "MIRROR_TARGET_USERNAME and MIRROR_TARGET_PASSWORD are sent over http:// only to a loopback host; use https://",
                 ));
             }
         }
-        let target_prefix = given(&self.target_prefix).unwrap_or_default();
+        let target_prefix = read.text_or_default(&defs::TARGET_PREFIX);
         if !target_prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         {
             return Err(invalid(
-                "MIRROR_TARGET_PREFIX (--target-prefix)",
+                &defs::TARGET_PREFIX,
                 &target_prefix,
                 "only letters, digits, '.', '_' and '-' are allowed",
             ));
         }
-        let codecommit_git_url =
-            env("MIRROR_CODECOMMIT_GIT_URL").unwrap_or_else(|| DEFAULT_CODECOMMIT_GIT_URL.into());
+        let codecommit_git_url = read.text_or_default(&defs::CODECOMMIT_GIT_URL);
         if !codecommit_git_url.contains("{name}")
             || !matches!(
                 crate::shown_url::scheme(&codecommit_git_url).as_deref(),
@@ -263,32 +208,23 @@ impl SettingsArgs {
             || crate::shown_url::shown(&codecommit_git_url) != codecommit_git_url.trim()
         {
             return Err(invalid(
-                "MIRROR_CODECOMMIT_GIT_URL",
+                &defs::CODECOMMIT_GIT_URL,
                 &crate::shown_url::shown(&codecommit_git_url),
                 "it must be an http(s) URL template containing {name}, without userinfo or query",
             ));
         }
         if !crate::shown_url::may_carry_credentials(&codecommit_git_url) {
             return Err(invalid(
-                "MIRROR_CODECOMMIT_GIT_URL",
+                &defs::CODECOMMIT_GIT_URL,
                 &crate::shown_url::shown(&codecommit_git_url),
                 "the signed git password is sent over http:// only to a loopback host; use https://",
             ));
         }
-        let concurrency = number(
-            "MIRROR_CONCURRENCY (--concurrency)",
-            given(&self.concurrency),
-            8,
-            1..=256,
-        )?;
-        let max_refs_per_push = number(
-            "MIRROR_MAX_REFS_PER_PUSH",
-            env("MIRROR_MAX_REFS_PER_PUSH"),
-            4000,
-            1..=100_000,
-        )?;
-        let prune = boolean("MIRROR_PRUNE (--prune)", given(&self.prune), true)?;
-        let protected = given(&self.protected_refs)
+        let concurrency = read.number_or_default(&defs::CONCURRENCY)? as usize;
+        let max_refs_per_push = read.number_or_default(&defs::MAX_REFS_PER_PUSH)? as usize;
+        let prune = read.switch(&defs::PRUNE)?;
+        let protected = read
+            .text(&defs::PROTECTED_REFS)
             .map(|globs| {
                 globs
                     .split(',')
@@ -299,7 +235,7 @@ impl SettingsArgs {
                             Ok(RefGlob::new(g))
                         } else {
                             Err(invalid(
-                                "MIRROR_PROTECTED_REFS (--protect)",
+                                &defs::PROTECTED_REFS,
                                 g,
                                 "each glob names full refs, e.g. refs/heads/security/*",
                             ))
@@ -309,52 +245,39 @@ impl SettingsArgs {
             })
             .transpose()?
             .unwrap_or_default();
-        let diverged = match given(&self.diverged)
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
+        let diverged = match read
+            .text_or_default(&defs::DIVERGED)
+            .to_ascii_lowercase()
+            .as_str()
         {
-            None | Some("overwrite") => DivergedPolicy::Overwrite,
-            Some("keep") => DivergedPolicy::Keep,
-            Some("backup") => DivergedPolicy::Backup,
-            Some(other) => {
+            "overwrite" => DivergedPolicy::Overwrite,
+            "keep" => DivergedPolicy::Keep,
+            "backup" => DivergedPolicy::Backup,
+            other => {
                 return Err(invalid(
-                    "MIRROR_DIVERGED (--diverged)",
+                    &defs::DIVERGED,
                     other,
                     "use overwrite, keep or backup",
                 ))
             }
         };
-        let metrics_namespace = given(&self.metrics_namespace);
+        let metrics_namespace = read.text(&defs::METRICS_NAMESPACE);
         if let Some(ns) = &metrics_namespace {
             if ns.len() > 255 || ns.starts_with(':') || ns.starts_with("AWS/") {
-                return Err(invalid("MIRROR_METRICS_NAMESPACE (--metrics-namespace)", ns, "a custom CloudWatch namespace of at most 255 characters, not starting with AWS/"));
+                return Err(invalid(
+                    &defs::METRICS_NAMESPACE,
+                    ns,
+                    "a custom CloudWatch namespace of at most 255 characters, not starting with AWS/",
+                ));
             }
         }
-        let time_limit = given(&self.time_limit)
-            .map(|v| number("MIRROR_TIME_LIMIT (--time-limit)", Some(v), 0, 1..=86_400))
-            .transpose()?
-            .map(|seconds| std::time::Duration::from_secs(seconds as u64));
-        let stall_timeout = std::time::Duration::from_secs(number(
-            "MIRROR_STALL_TIMEOUT (--stall-timeout)",
-            given(&self.stall_timeout),
-            crate::git::stall::DEFAULT_STALL_TIMEOUT.as_secs() as usize,
-            1..=3600,
-        )? as u64);
-        let compare_budget = std::time::Duration::from_secs(number(
-            "MIRROR_COMPARE_BUDGET",
-            env("MIRROR_COMPARE_BUDGET"),
-            crate::run::DEFAULT_COMPARE_BUDGET.as_secs() as usize,
-            1..=3600,
-        )? as u64);
-        let aws_timeout = std::time::Duration::from_secs(number(
-            "MIRROR_AWS_TIMEOUT",
-            env("MIRROR_AWS_TIMEOUT"),
-            crate::aws_timeouts::DEFAULT_AWS_OPERATION_TIMEOUT.as_secs() as usize,
-            1..=900,
-        )? as u64);
-        let dry_run = boolean("MIRROR_DRY_RUN (--dry-run)", given(&self.dry_run), false)?;
-        let adopt = boolean("MIRROR_ADOPT (--adopt)", given(&self.adopt), false)?;
+        let seconds = std::time::Duration::from_secs;
+        let time_limit = read.number(&defs::TIME_LIMIT)?.map(seconds);
+        let stall_timeout = seconds(read.number_or_default(&defs::STALL_TIMEOUT)?);
+        let compare_budget = seconds(read.number_or_default(&defs::COMPARE_BUDGET)?);
+        let aws_timeout = seconds(read.number_or_default(&defs::AWS_TIMEOUT)?);
+        let dry_run = read.switch(&defs::DRY_RUN)?;
+        let adopt = read.switch(&defs::ADOPT)?;
         Ok(Settings {
             org,
             filter,
@@ -389,50 +312,6 @@ impl Settings {
     }
 }
 
-fn invalid(setting: &'static str, value: &str, why: &str) -> SettingsError {
-    SettingsError::Invalid {
-        setting,
-        value: value.to_owned(),
-        why: why.to_owned(),
-    }
-}
-
-fn boolean(
-    setting: &'static str,
-    value: Option<String>,
-    default: bool,
-) -> Result<bool, SettingsError> {
-    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes" | "on") => Ok(true),
-        Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(invalid(setting, other, "use true or false")),
-    }
-}
-
-fn number(
-    setting: &'static str,
-    value: Option<String>,
-    default: usize,
-    range: std::ops::RangeInclusive<usize>,
-) -> Result<usize, SettingsError> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    match value.trim().parse::<usize>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(invalid(
-            setting,
-            &value,
-            &format!(
-                "use a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,10 +321,7 @@ mod tests {
     }
 
     fn args() -> SettingsArgs {
-        SettingsArgs {
-            org: Some("alphagov".into()),
-            ..SettingsArgs::default()
-        }
+        SettingsArgs::default().with(&defs::GITHUB_ORG, "alphagov")
     }
 
     #[test]
@@ -467,92 +343,82 @@ mod tests {
     }
 
     #[test]
+    fn the_flag_wins_then_the_variable_then_its_old_name() {
+        let topic = |args: SettingsArgs, env: &dyn Fn(&str) -> Option<String>| {
+            args.resolve(env).unwrap().filter.topic
+        };
+        let old = |name: &str| (name == "MIRROR_GITHUB_TOPIC").then(|| "old".to_string());
+        let both = |name: &str| match name {
+            "MIRROR_GITHUB_TOPIC" => Some("old".to_string()),
+            "MIRROR_TOPIC" => Some("new".to_string()),
+            _ => None,
+        };
+        let blank_new = |name: &str| match name {
+            "MIRROR_GITHUB_TOPIC" => Some("old".to_string()),
+            "MIRROR_TOPIC" => Some("  ".to_string()),
+            _ => None,
+        };
+        assert_eq!(topic(args(), &old).as_deref(), Some("old"));
+        assert_eq!(topic(args(), &both).as_deref(), Some("new"));
+        assert_eq!(topic(args(), &blank_new).as_deref(), Some("old"));
+        assert_eq!(
+            topic(args().with(&defs::TOPIC, "flag"), &both).as_deref(),
+            Some("flag")
+        );
+        // A setting with a flag is read from its variable too when no flag is given (the Lambda's way).
+        let prune = |name: &str| (name == "MIRROR_PRUNE").then(|| "false".to_string());
+        assert!(!args().resolve(&prune).unwrap().prune);
+        assert!(
+            args()
+                .with(&defs::PRUNE, "true")
+                .resolve(&prune)
+                .unwrap()
+                .prune
+        );
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         let err = SettingsArgs::default().resolve(&no_env).unwrap_err();
         assert_eq!(err.to_string(), "MIRROR_GITHUB_ORG (--org) is required");
         let cases: Vec<(SettingsArgs, &str)> = vec![
             (
-                SettingsArgs {
-                    include: Some("(".into()),
-                    ..args()
-                },
+                args().with(&defs::INCLUDE, "("),
                 "MIRROR_INCLUDE (--include) \"(\" is invalid",
             ),
+            (args().with(&defs::EXCLUDE, "["), "MIRROR_EXCLUDE"),
             (
-                SettingsArgs {
-                    exclude: Some("[".into()),
-                    ..args()
-                },
-                "MIRROR_EXCLUDE",
-            ),
-            (
-                SettingsArgs {
-                    target: Some("ftp://x".into()),
-                    ..args()
-                },
+                args().with(&defs::TARGET, "ftp://x"),
                 "MIRROR_TARGET (--target)",
             ),
+            (args().with(&defs::CONCURRENCY, "0"), "MIRROR_CONCURRENCY"),
             (
-                SettingsArgs {
-                    concurrency: Some("0".into()),
-                    ..args()
-                },
-                "MIRROR_CONCURRENCY",
-            ),
-            (
-                SettingsArgs {
-                    prune: Some("maybe".into()),
-                    ..args()
-                },
+                args().with(&defs::PRUNE, "maybe"),
                 "MIRROR_PRUNE (--prune) \"maybe\"",
             ),
+            (args().with(&defs::DIVERGED, "merge"), "MIRROR_DIVERGED"),
             (
-                SettingsArgs {
-                    diverged: Some("merge".into()),
-                    ..args()
-                },
-                "MIRROR_DIVERGED",
-            ),
-            (
-                SettingsArgs {
-                    protected_refs: Some("security/*".into()),
-                    ..args()
-                },
+                args().with(&defs::PROTECTED_REFS, "security/*"),
                 "MIRROR_PROTECTED_REFS",
             ),
             (
-                SettingsArgs {
-                    target_prefix: Some("a/b".into()),
-                    ..args()
-                },
+                args().with(&defs::TARGET_PREFIX, "a/b"),
                 "MIRROR_TARGET_PREFIX",
             ),
             (
-                SettingsArgs {
-                    time_limit: Some("0".into()),
-                    ..args()
-                },
+                args().with(&defs::TIME_LIMIT, "0"),
                 "MIRROR_TIME_LIMIT (--time-limit)",
             ),
             (
-                SettingsArgs {
-                    stall_timeout: Some("0".into()),
-                    ..args()
-                },
+                args().with(&defs::STALL_TIMEOUT, "0"),
                 "MIRROR_STALL_TIMEOUT (--stall-timeout)",
             ),
             (
-                SettingsArgs {
-                    stall_timeout: Some("a minute".into()),
-                    ..args()
-                },
+                args().with(&defs::STALL_TIMEOUT, "a minute"),
                 "MIRROR_STALL_TIMEOUT (--stall-timeout)",
             ),
             (
-                SettingsArgs {
-                    org: Some("a/../b".into()),
-                    ..SettingsArgs::default()
-                },
+                SettingsArgs::default().with(&defs::GITHUB_ORG, "a/../b"),
                 "MIRROR_GITHUB_ORG",
             ),
         ];
@@ -576,42 +442,34 @@ mod tests {
 
     #[test]
     fn secrets_in_target_urls_are_never_echoed() {
-        let err = SettingsArgs {
-            target: Some("https://me:hunter2@git.example.com/{name}".into()),
-            ..args()
-        }
-        .resolve(&no_env)
-        .unwrap_err()
-        .to_string();
+        let err = args()
+            .with(&defs::TARGET, "https://me:hunter2@git.example.com/{name}")
+            .resolve(&no_env)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("MIRROR_TARGET_USERNAME"));
         for (args, setting) in [
             (
-                SettingsArgs {
-                    target: Some("HTTPS://me:hunter2@git.example.com/{name}".into()),
-                    ..args()
-                },
+                args().with(&defs::TARGET, "HTTPS://me:hunter2@git.example.com/{name}"),
                 "MIRROR_TARGET",
             ),
             (
-                SettingsArgs {
-                    target: Some("https://git.example.com/{name}?access_token=hunter2".into()),
-                    ..args()
-                },
+                args().with(
+                    &defs::TARGET,
+                    "https://git.example.com/{name}?access_token=hunter2",
+                ),
                 "MIRROR_TARGET",
             ),
             (
-                SettingsArgs {
-                    target: Some("ftp://me:hunter2@git.example.com/{name}".into()),
-                    ..args()
-                },
+                args().with(&defs::TARGET, "ftp://me:hunter2@git.example.com/{name}"),
                 "MIRROR_TARGET",
             ),
             (
-                SettingsArgs {
-                    github_api_url: Some("https://me:hunter2@ghe.example.com/api/v3".into()),
-                    ..args()
-                },
+                args().with(
+                    &defs::GITHUB_API_URL,
+                    "https://me:hunter2@ghe.example.com/api/v3",
+                ),
                 "GITHUB_API_URL",
             ),
         ] {
@@ -631,17 +489,11 @@ mod tests {
         };
         for (args, setting) in [
             (
-                SettingsArgs {
-                    github_api_url: Some("http://ghe.example.com/api/v3".into()),
-                    ..args()
-                },
+                args().with(&defs::GITHUB_API_URL, "http://ghe.example.com/api/v3"),
                 "GITHUB_API_URL",
             ),
             (
-                SettingsArgs {
-                    target: Some("http://git.example.com/{name}.git".into()),
-                    ..args()
-                },
+                args().with(&defs::TARGET, "http://git.example.com/{name}.git"),
                 "MIRROR_TARGET",
             ),
         ] {
@@ -656,11 +508,9 @@ mod tests {
         };
         let err = args().resolve(&codecommit).unwrap_err().to_string();
         assert!(err.contains("MIRROR_CODECOMMIT_GIT_URL"), "{err}");
-        let loopback = SettingsArgs {
-            github_api_url: Some("http://127.0.0.1:9/api".into()),
-            target: Some("http://localhost:9/{name}.git".into()),
-            ..args()
-        };
+        let loopback = args()
+            .with(&defs::GITHUB_API_URL, "http://127.0.0.1:9/api")
+            .with(&defs::TARGET, "http://localhost:9/{name}.git");
         assert!(loopback.resolve(&with_credentials).is_ok());
     }
 
@@ -673,16 +523,17 @@ mod tests {
             "MIRROR_MAX_REFS_PER_PUSH" => Some("10".to_string()),
             _ => None,
         };
-        let s = SettingsArgs {
-            include_archived: Some("true".into()),
-            prune: Some("false".into()),
-            protected_refs: Some("refs/heads/security/*, refs/tags/keep-*".into()),
-            diverged: Some("Backup".into()),
-            target: Some("http://127.0.0.1:1/{name}.git".into()),
-            ..args()
-        }
-        .resolve(&env)
-        .unwrap();
+        let s = args()
+            .with(&defs::INCLUDE_ARCHIVED, "true")
+            .with(&defs::PRUNE, "false")
+            .with(
+                &defs::PROTECTED_REFS,
+                "refs/heads/security/*, refs/tags/keep-*",
+            )
+            .with(&defs::DIVERGED, "Backup")
+            .with(&defs::TARGET, "http://127.0.0.1:1/{name}.git")
+            .resolve(&env)
+            .unwrap();
         assert!(s.filter.include_archived);
         assert!(!s.prune);
         assert_eq!(s.protected.len(), 2);

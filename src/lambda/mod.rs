@@ -34,9 +34,7 @@ struct Function {
 /// Reads the function's settings from its environment.
 pub fn settings_from_environment() -> Result<Settings, SettingsError> {
     let args = EnvironmentSettings::try_parse_from(["repo-mirror"]).map_err(|err| {
-        SettingsError::Invalid {
-            setting: "environment",
-            value: String::new(),
+        SettingsError::Environment {
             why: err
                 .to_string()
                 .lines()
