@@ -276,6 +276,11 @@ impl SettingsArgs {
         let stall_timeout = seconds(read.number_or_default(&defs::STALL_TIMEOUT)?);
         let compare_budget = seconds(read.number_or_default(&defs::COMPARE_BUDGET)?);
         let aws_timeout = seconds(read.number_or_default(&defs::AWS_TIMEOUT)?);
+        let index_limits = crate::git::index_pack::Limits {
+            max_object_bytes: read.number_or_default(&defs::MAX_OBJECT_MIB)? << 20,
+            expansion_ceiling_bytes: read.number_or_default(&defs::MAX_PACK_EXPANSION_GIB)? << 30,
+            ..crate::git::index_pack::Limits::default()
+        };
         let dry_run = read.switch(&defs::DRY_RUN)?;
         let adopt = read.switch(&defs::ADOPT)?;
         Ok(Settings {
@@ -300,7 +305,7 @@ impl SettingsArgs {
             aws_timeout,
             dry_run,
             adopt,
-            index_limits: crate::git::index_pack::Limits::default(),
+            index_limits,
         })
     }
 }

@@ -362,6 +362,32 @@ pub const AWS_TIMEOUT: Setting = Setting {
     ..Setting::BASE
 };
 
+pub const MAX_OBJECT_MIB: Setting = Setting {
+    variable: "MIRROR_MAX_OBJECT_MIB",
+    value_name: "MIB",
+    kind: Kind::Number {
+        min: 1,
+        max: 1 << 20,
+    },
+    default: DefaultValue::Number(crate::git::index_pack::DEFAULT_MAX_OBJECT_BYTES >> 20),
+    help: "MiB one object of a pack may have, whole or rebuilt from a delta (dir: targets)",
+    meaning: "MiB one object of a pack may have, whole or rebuilt from a delta, in a `dir:` target (which rebuilds every object to index it); a pack declaring a larger one fails that repository, naming the limit, before anything is inflated. 1 to 1048576",
+    ..Setting::BASE
+};
+
+pub const MAX_PACK_EXPANSION_GIB: Setting = Setting {
+    variable: "MIRROR_MAX_PACK_EXPANSION_GIB",
+    value_name: "GIB",
+    kind: Kind::Number {
+        min: 1,
+        max: 1 << 16,
+    },
+    default: DefaultValue::Number(crate::git::index_pack::DEFAULT_EXPANSION_CEILING_BYTES >> 30),
+    help: "GiB one pack may be rebuilt into at most (dir: targets)",
+    meaning: "GiB one pack may be rebuilt into at most in a `dir:` target (every whole object inflated and every delta's result); below this ceiling a pack may be rebuilt into 10,000 times its own size, and at least 4 GiB. A pack over it fails that repository, naming the limit, and leaves no file behind. 1 to 65536",
+    ..Setting::BASE
+};
+
 /// Every setting, in the order of the README table and of `--help`.
 pub const ALL: &[&Setting] = &[
     &GITHUB_ORG,
@@ -390,6 +416,8 @@ pub const ALL: &[&Setting] = &[
     &STALL_TIMEOUT,
     &COMPARE_BUDGET,
     &AWS_TIMEOUT,
+    &MAX_OBJECT_MIB,
+    &MAX_PACK_EXPANSION_GIB,
 ];
 
 #[cfg(test)]

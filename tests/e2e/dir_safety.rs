@@ -294,3 +294,49 @@ async fn lock_files_left_by_a_killed_run_are_cleared() {
     }
     assert_fsck(&mirror);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_indexer_limits_are_settings_and_a_pack_over_them_leaves_nothing_behind() {
+    let world = World::new().await;
+    let big = world.source("big");
+    big.commit_big_file("main", "blob.bin", 2 << 20, 7);
+    let small = world.source("small");
+    small.commit("main", "a.txt", "1");
+
+    let out = world
+        .run(&["run", "--json"], &[("MIRROR_MAX_OBJECT_MIB", "1")])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let entry = out.repo("big");
+    assert_eq!(entry["status"], "failed", "{entry:#}");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("larger than the 1048576 bytes one object may have (MIRROR_MAX_OBJECT_MIB)"),
+        "{error}"
+    );
+    assert!(
+        pack_files(&world.mirror("big")).is_empty(),
+        "no pack is left behind"
+    );
+    assert_eq!(out.repo("small")["status"], "created");
+    assert_same_refs(&small.bare, &world.mirror("small"));
+
+    let out = world
+        .run(
+            &["run", "--json"],
+            &[("MIRROR_MAX_PACK_EXPANSION_GIB", "0")],
+        )
+        .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("MIRROR_MAX_PACK_EXPANSION_GIB"),
+        "{}",
+        out.stderr
+    );
+
+    // Within the default limits the same pack is mirrored.
+    let out = world.run(&["run", "--json"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_same_refs(&big.bare, &world.mirror("big"));
+    assert_fsck(&world.mirror("big"));
+}

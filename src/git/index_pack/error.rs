@@ -75,9 +75,9 @@ pub enum IndexPackError {
          (git refuses such a pack too)"
     )]
     DuplicateBase { offset: u64, base_id: ObjectId },
-    #[error("entry at offset {offset}: an object of {size} bytes is larger than the {limit} bytes one object may have")]
+    #[error("entry at offset {offset}: an object of {size} bytes is larger than the {limit} bytes one object may have (MIRROR_MAX_OBJECT_MIB)")]
     ObjectTooLarge { offset: u64, size: u64, limit: u64 },
-    #[error("entry at offset {offset}: the pack ({pack_bytes} bytes) would be rebuilt into more than {limit} bytes, the most a pack of its size may expand to")]
+    #[error("entry at offset {offset}: the pack ({pack_bytes} bytes) would be rebuilt into more than {limit} bytes, the most a pack of its size may expand to (10,000 times its size, at least 4 GiB, at most MIRROR_MAX_PACK_EXPANSION_GIB)")]
     ExpansionTooLarge {
         offset: u64,
         pack_bytes: u64,

@@ -44,6 +44,11 @@ const CHUNK: usize = 64 * 1024;
 /// Delta bases are kept in memory up to this many bytes in all, and in a scratch file beyond.
 const DEFAULT_MEMORY_BUDGET: u64 = 4 * 1024 * 1024;
 
+/// [`Limits::max_object_bytes`] by default (`MIRROR_MAX_OBJECT_MIB`).
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 4 << 30;
+/// [`Limits::expansion_ceiling_bytes`] by default (`MIRROR_MAX_PACK_EXPANSION_GIB`).
+pub const DEFAULT_EXPANSION_CEILING_BYTES: u64 = 1 << 40;
+
 /// What one pack may make the indexer do: a peer controls the sizes a pack declares, and a few
 /// kilobytes of delta instructions can promise terabytes of results. A pack over a limit is refused
 /// (nothing is left behind) with an error naming the limit.
@@ -66,10 +71,10 @@ impl Default for Limits {
     /// least 4 GiB and at most 1 TiB.
     fn default() -> Self {
         Limits {
-            max_object_bytes: 4 << 30,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             expansion_per_pack_byte: 10_000,
             expansion_floor_bytes: 4 << 30,
-            expansion_ceiling_bytes: 1 << 40,
+            expansion_ceiling_bytes: DEFAULT_EXPANSION_CEILING_BYTES,
         }
     }
 }
