@@ -11,6 +11,9 @@ use gix::protocol::transport::Protocol;
 
 use super::error::describe;
 
+/// How repo-mirror names itself to git servers.
+pub(crate) const USER_AGENT: &str = concat!("repo-mirror/", env!("CARGO_PKG_VERSION"));
+
 /// The HTTP transport used for every connection.
 pub type HttpTransport = http::Transport<super::stall::Guarded>;
 
@@ -55,11 +58,7 @@ impl Endpoint {
 
     /// Opens a transport that asks for `protocol`, with credentials and deadline applied.
     pub(crate) fn connect(&self, protocol: Protocol) -> Result<HttpTransport, super::GitError> {
-        let handshake_error = |message: String| super::GitError::Handshake {
-            url: self.url.clone(),
-            message,
-            status: None,
-        };
+        let handshake_error = |message: String| self.handshake_error(message);
         let url = gix::url::parse(gix::bstr::BStr::new(self.url.as_str()))
             .map_err(|err| handshake_error(describe(&err)))?;
         let mut transport = HttpTransport::new_http(
@@ -77,6 +76,44 @@ impl Endpoint {
                 })
                 .map_err(|err| handshake_error(describe(&err)))?;
         }
+        transport
+            .configure(&self.http_options())
+            .map_err(|err| handshake_error(describe(&err)))?;
+        Ok(transport)
+    }
+
+    /// The HTTP client on its own, configured as [`Endpoint::connect`] configures a transport's, for
+    /// requests made without gix-transport's handshake (see [`super::upload_pack`]).
+    pub(crate) fn http_client(&self) -> Result<super::stall::Guarded, super::GitError> {
+        let mut client = super::stall::Guarded::new(self.stall.clone(), &self.url);
+        http::Http::configure(&mut client, &self.http_options())
+            .map_err(|err| self.handshake_error(describe(&err)))?;
+        Ok(client)
+    }
+
+    /// `Authorization: Basic …` for the credentials, if any.
+    pub(crate) fn authorization_header(&self) -> Option<String> {
+        use base64::Engine;
+        self.credentials.as_ref().map(|credentials| {
+            format!(
+                "Authorization: Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", credentials.username, credentials.password))
+            )
+        })
+    }
+
+    fn handshake_error(&self, message: String) -> super::GitError {
+        super::GitError::Handshake {
+            url: self.url.clone(),
+            message,
+            status: None,
+        }
+    }
+
+    /// The HTTP options of every connection: TLS settings built once, the deadline on every request,
+    /// the user agent.
+    fn http_options(&self) -> http::Options {
         let deadline = self.deadline;
         let backend = http::reqwest::Options {
             configure_client: Some(Box::new(|builder| {
@@ -96,14 +133,10 @@ impl Endpoint {
                 Ok(())
             })),
         };
-        let options = http::Options {
-            user_agent: Some(concat!("repo-mirror/", env!("CARGO_PKG_VERSION")).into()),
+        http::Options {
+            user_agent: Some(USER_AGENT.into()),
             backend: Some(Arc::new(Mutex::new(backend))),
             ..Default::default()
-        };
-        transport
-            .configure(&options)
-            .map_err(|err| handshake_error(describe(&err)))?;
-        Ok(transport)
+        }
     }
 }

@@ -3,6 +3,8 @@
 
 /// The flush packet.
 pub const FLUSH: &[u8] = b"0000";
+/// The delimiter packet of protocol v2 (between a command's capabilities and its arguments).
+pub const DELIMITER: &[u8] = b"0001";
 
 /// One data pkt-line holding `payload`.
 pub fn encode(payload: &[u8]) -> Vec<u8> {

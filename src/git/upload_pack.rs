@@ -2,18 +2,21 @@
 //! names checked, the invalid ones set apart), and one `fetch` with explicit wants and haves whose
 //! pack is handed out as a stream.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
 
+use gix::protocol::transport::client::blocking_io::http::{Http, PostBodyDataKind};
 use gix::protocol::transport::client::blocking_io::{
     ExtendedBufRead, ReadlineBufRead, Transport, TransportV2Ext,
 };
 use gix::protocol::transport::client::Capabilities;
+use gix::protocol::transport::packetline::PacketLineRef;
 use gix::protocol::transport::{Protocol, Service};
 
 use super::answer_limits::{AdvertisementLimits, Answer, AnswerLimit};
-use super::connection::HttpTransport;
+use super::connection::{HttpTransport, USER_AGENT};
 use super::error::describe;
+use super::pktline;
 use super::{Endpoint, GitError};
 use crate::refs::{
     checked_name, is_mirrored_raw, InvalidRef, ObjectId, RefMap, RefValue, HEADS, TAGS,
@@ -65,33 +68,53 @@ impl SourceRefs {
 }
 
 /// A protocol v2 connection to a source repository's upload-pack.
+///
+/// Protocol v2 over HTTP is stateless: a command can be sent without first asking for the server's
+/// capabilities. So `ls-refs` goes out as the connection's first and, when the mirror is up to date,
+/// only request ([`SourceConnection::list_refs`]); the capability advertisement (`info/refs`) is asked
+/// for only when a pack is to be fetched, or when a server does not take the direct request (it is
+/// then asked for, and `ls-refs` sent again as git sends it).
 pub struct SourceConnection {
     url: String,
+    endpoint: Endpoint,
     transport: HttpTransport,
-    capabilities: Capabilities,
+    /// The server's capabilities, once asked for.
+    capabilities: Option<Capabilities>,
 }
 
 impl SourceConnection {
+    /// Prepares the connection; nothing goes over the network yet.
     pub fn open(endpoint: &Endpoint) -> Result<Self, GitError> {
-        let url = endpoint.url.clone();
-        let mut transport = endpoint.connect(Protocol::V2)?;
-        let (actual_protocol, capabilities) = {
-            let response = transport
-                .handshake(Service::UploadPack, &[])
-                .map_err(|err| GitError::handshake(&url, &err))?;
-            (response.actual_protocol, response.capabilities)
-        };
-        if actual_protocol != Protocol::V2 {
-            return Err(GitError::ProtocolVersion {
-                url,
-                version: actual_protocol,
-            });
-        }
         Ok(SourceConnection {
-            url,
-            transport,
-            capabilities,
+            url: endpoint.url.clone(),
+            endpoint: endpoint.clone(),
+            transport: endpoint.connect(Protocol::V2)?,
+            capabilities: None,
         })
+    }
+
+    /// Asks for the server's capabilities (once) and checks that it speaks protocol v2.
+    fn capabilities(&mut self) -> Result<&Capabilities, GitError> {
+        if self.capabilities.is_none() {
+            let response = self
+                .transport
+                .handshake(Service::UploadPack, &[])
+                .map_err(|err| GitError::handshake(&self.url, &err))?;
+            if response.actual_protocol != Protocol::V2 {
+                return Err(GitError::ProtocolVersion {
+                    url: self.url.clone(),
+                    version: response.actual_protocol,
+                });
+            }
+            let capabilities = response.capabilities;
+            self.capabilities = Some(capabilities);
+        }
+        self.capabilities
+            .as_ref()
+            .ok_or_else(|| GitError::ListRefs {
+                url: self.url.clone(),
+                message: "no capabilities".into(),
+            })
     }
 
     /// Lists branches, tags and HEAD. Each name is checked ([`crate::refs::checked_name`]): a branch or
@@ -106,59 +129,110 @@ impl SourceConnection {
         &mut self,
         limits: AdvertisementLimits,
     ) -> Result<SourceRefs, GitError> {
+        if self.capabilities.is_none() {
+            match self.list_refs_directly(limits) {
+                Ok(listed) => return Ok(listed),
+                // A limit is the peer's answer, not a refusal of the direct request.
+                Err(err @ GitError::AnswerTooLarge { .. }) => return Err(err),
+                // Any other failure: ask as git does, which also names the failure as git would.
+                Err(_) => {}
+            }
+        }
+        self.list_refs_after_handshake(limits)
+    }
+
+    /// `ls-refs` as one stateless request, without the capability advertisement first.
+    fn list_refs_directly(&self, limits: AdvertisementLimits) -> Result<SourceRefs, GitError> {
+        let list_error = |message: String| GitError::ListRefs {
+            url: self.url.clone(),
+            message,
+        };
+        let mut client = self.endpoint.http_client()?;
+        let mut headers = vec![
+            format!("User-Agent: {USER_AGENT}"),
+            "Content-Type: application/x-git-upload-pack-request".to_owned(),
+            "Accept: application/x-git-upload-pack-result".to_owned(),
+            "Git-Protocol: version=2".to_owned(),
+        ];
+        headers.extend(self.endpoint.authorization_header());
+        let url = format!("{}/git-upload-pack", self.url.trim_end_matches('/'));
+        let response = Http::post(
+            &mut client,
+            &url,
+            &self.url,
+            headers,
+            PostBodyDataKind::BoundedAndFitsIntoMemory,
+        )
+        .map_err(|err| list_error(describe(&err)))?;
+        let mut request = response.post_body;
+        request
+            .write_all(&ls_refs_request(&ls_refs_arguments(false)))
+            .and_then(|()| request.flush())
+            .map_err(|err| list_error(err.to_string()))?;
+        drop(request);
+        let mut answer_headers = String::new();
+        let mut head = response.headers;
+        head.read_to_string(&mut answer_headers)
+            .map_err(|err| list_error(err.to_string()))?;
+        let smart = answer_headers.lines().any(|line| {
+            line.split_once(':').is_some_and(|(name, value)| {
+                name.eq_ignore_ascii_case("content-type")
+                    && value.trim() == "application/x-git-upload-pack-result"
+            })
+        });
+        if !smart {
+            return Err(list_error("not a protocol v2 ls-refs answer".into()));
+        }
+        let mut lines =
+            gix::protocol::transport::packetline::blocking_io::StreamingPeekableIter::new(
+                response.body,
+                &[PacketLineRef::Flush],
+                false,
+            );
+        lines.fail_on_err_lines(true);
+        let mut collected = RefCollector::new(&self.url, limits);
+        while let Some(line) = lines.read_line() {
+            let line = line
+                .map_err(|err| list_error(err.to_string()))?
+                .map_err(|err| list_error(err.to_string()))?;
+            let Some(data) = line.as_slice() else { break };
+            collected.take(data)?;
+        }
+        Ok(collected.finish())
+    }
+
+    /// `ls-refs` after the capability advertisement, as git sends it.
+    fn list_refs_after_handshake(
+        &mut self,
+        limits: AdvertisementLimits,
+    ) -> Result<SourceRefs, GitError> {
         let url = self.url.clone();
         let list_error = |message: String| GitError::ListRefs {
             url: url.clone(),
             message,
         };
-        let mut arguments: Vec<gix::bstr::BString> = vec!["symrefs".into(), "peel".into()];
-        if self
-            .capabilities
+        let unborn = self
+            .capabilities()?
             .capability("ls-refs")
             .and_then(|c| c.supports("unborn"))
-            .unwrap_or(false)
-        {
-            arguments.push("unborn".into());
-        }
-        arguments.extend([HEADS, TAGS, "HEAD"].map(|prefix| format!("ref-prefix {prefix}").into()));
+            .unwrap_or(false);
+        let arguments = ls_refs_arguments(unborn)
+            .into_iter()
+            .map(gix::bstr::BString::from);
         let features = self.command_features();
         let mut reader = self
             .transport
-            .invoke(
-                "ls-refs",
-                features.into_iter(),
-                Some(arguments.into_iter()),
-                false,
-            )
+            .invoke("ls-refs", features.into_iter(), Some(arguments), false)
             .map_err(|err| list_error(describe(&err)))?;
-        let mut out = SourceRefs::default();
-        let mut lines = 0usize;
-        let mut bytes = 0u64;
-        let too_large = |limit| GitError::AnswerTooLarge {
-            url: url.clone(),
-            answer: Answer::SourceRefListing,
-            limit,
-        };
+        let mut collected = RefCollector::new(&url, limits);
         while let Some(line) = reader.readline() {
             let line = line
                 .map_err(|err| list_error(describe(&err)))?
                 .map_err(|err| list_error(describe(&err)))?;
             let Some(data) = line.as_slice() else { break };
-            lines += 1;
-            bytes += data.len() as u64;
-            if lines > limits.refs {
-                return Err(too_large(AnswerLimit::Refs(limits.refs)));
-            }
-            if bytes > limits.bytes {
-                return Err(too_large(AnswerLimit::Bytes(limits.bytes)));
-            }
-            let advertised =
-                ls_refs::parse_line(data).map_err(|err| list_error(err.to_string()))?;
-            out.record(advertised);
+            collected.take(data)?;
         }
-        out.invalid.sort_by(|a, b| a.name.cmp(&b.name));
-        out.invalid.dedup_by(|a, b| a.name == b.name);
-        Ok(out)
+        Ok(collected.finish())
     }
 
     /// The capabilities every v2 command sends: the agent, and the server's object format echoed.
@@ -166,7 +240,8 @@ impl SourceConnection {
         let mut features = vec![agent()];
         if let Some(format) = self
             .capabilities
-            .capability("object-format")
+            .as_ref()
+            .and_then(|capabilities| capabilities.capability("object-format"))
             .and_then(|c| c.value().map(|v| v.to_string()))
         {
             features.push(("object-format", Some(format)));
@@ -187,6 +262,7 @@ impl SourceConnection {
             url: url.clone(),
             message,
         };
+        self.capabilities()?;
         let features = self.command_features();
         let mut arguments: Vec<gix::bstr::BString> = vec!["no-progress".into()];
         if form.ofs_delta {
@@ -230,6 +306,84 @@ impl SourceConnection {
             reader,
             remote_error,
         })
+    }
+}
+
+/// The arguments of every `ls-refs`: symbolic refs and peeled tags, only branches, tags and HEAD;
+/// `unborn` (an empty repository's HEAD) when the server said it supports it.
+fn ls_refs_arguments(unborn: bool) -> Vec<String> {
+    let mut arguments = vec!["symrefs".to_owned(), "peel".to_owned()];
+    if unborn {
+        arguments.push("unborn".to_owned());
+    }
+    arguments.extend([HEADS, TAGS, "HEAD"].map(|prefix| format!("ref-prefix {prefix}")));
+    arguments
+}
+
+/// The body of a stateless `ls-refs` request: the command and its capabilities (the agent; SHA-1, the
+/// only object format repo-mirror handles, so a SHA-256 server refuses rather than answers in
+/// hashes the mirror cannot use), a delimiter, the arguments, a flush.
+fn ls_refs_request(arguments: &[String]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend(pktline::encode(b"command=ls-refs\n"));
+    if let (name, Some(value)) = agent() {
+        body.extend(pktline::encode(format!("{name}={value}\n").as_bytes()));
+    }
+    body.extend(pktline::encode(b"object-format=sha1\n"));
+    body.extend_from_slice(pktline::DELIMITER);
+    for argument in arguments {
+        body.extend(pktline::encode(format!("{argument}\n").as_bytes()));
+    }
+    body.extend_from_slice(pktline::FLUSH);
+    body
+}
+
+/// Gathers an `ls-refs` answer line by line, within its limits.
+struct RefCollector<'a> {
+    url: &'a str,
+    limits: AdvertisementLimits,
+    lines: usize,
+    bytes: u64,
+    out: SourceRefs,
+}
+
+impl<'a> RefCollector<'a> {
+    fn new(url: &'a str, limits: AdvertisementLimits) -> Self {
+        RefCollector {
+            url,
+            limits,
+            lines: 0,
+            bytes: 0,
+            out: SourceRefs::default(),
+        }
+    }
+
+    fn take(&mut self, data: &[u8]) -> Result<(), GitError> {
+        let too_large = |limit| GitError::AnswerTooLarge {
+            url: self.url.to_owned(),
+            answer: Answer::SourceRefListing,
+            limit,
+        };
+        self.lines += 1;
+        self.bytes += data.len() as u64;
+        if self.lines > self.limits.refs {
+            return Err(too_large(AnswerLimit::Refs(self.limits.refs)));
+        }
+        if self.bytes > self.limits.bytes {
+            return Err(too_large(AnswerLimit::Bytes(self.limits.bytes)));
+        }
+        let advertised = ls_refs::parse_line(data).map_err(|err| GitError::ListRefs {
+            url: self.url.to_owned(),
+            message: err.to_string(),
+        })?;
+        self.out.record(advertised);
+        Ok(())
+    }
+
+    fn finish(mut self) -> SourceRefs {
+        self.out.invalid.sort_by(|a, b| a.name.cmp(&b.name));
+        self.out.invalid.dedup_by(|a, b| a.name == b.name);
+        self.out
     }
 }
 

@@ -63,16 +63,46 @@ async fn initial_mirror_then_a_rerun_transfers_nothing() {
         "{}",
         again.stderr
     );
-    // Protocol v2 over HTTP: one POST lists the refs; a fetch would be a second one.
-    let upload_pack_posts = world
+    // Protocol v2 over HTTP is stateless: a no-op rerun is one request to the source, `ls-refs`,
+    // without the capability advertisement first (a fetch would need it, and be more requests).
+    let requests: Vec<String> = world
         .source_server
         .requests()
         .into_iter()
-        .filter(|r| r.path.ends_with("git-upload-pack") && r.method == "POST")
-        .count();
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
     assert_eq!(
-        upload_pack_posts, 1,
+        requests,
+        ["POST /whitehall.git/git-upload-pack?"],
         "a no-op rerun lists refs and fetches no pack"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_wants_the_advertisement_first_is_asked_as_git_asks() {
+    let world = World::new().await;
+    let repo = world.source("whitehall");
+    repo.commit("main", "README.md", "hello");
+    world.source_server.require_advertisement_first();
+
+    let out = world.run(&["run", "--json"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.repo("whitehall")["status"], "created");
+    assert_same_refs(&repo.bare, &world.mirror("whitehall"));
+    let requests: Vec<(String, u16)> = world
+        .source_server
+        .requests()
+        .into_iter()
+        .map(|r| (format!("{} {}", r.method, r.path), r.status))
+        .collect();
+    assert_eq!(
+        requests.first(),
+        Some(&("POST /whitehall.git/git-upload-pack".to_owned(), 400)),
+        "the direct ls-refs is tried first: {requests:?}"
+    );
+    assert!(
+        requests.contains(&("GET /whitehall.git/info/refs".to_owned(), 200)),
+        "then the advertisement is asked for: {requests:?}"
     );
 }
 

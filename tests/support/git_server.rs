@@ -137,6 +137,10 @@ struct Shared {
     /// does not exist yet.
     not_found_next: Mutex<u32>,
     ref_limit_refusal: Mutex<RefLimitRefusal>,
+    /// When set, upload-pack POSTs are refused (400) for a repository whose capability advertisement
+    /// was never asked for — as a server that does not take protocol v2's stateless requests; it
+    /// holds the repositories (`/NAME.git`) whose advertisement was served.
+    advertisement_first: Mutex<Option<std::collections::HashSet<String>>>,
     /// Lines added to the `ls-refs` answers of one repository: (`NAME.git`, raw ref lines).
     extra_ls_refs: Mutex<Vec<(String, Vec<Vec<u8>>)>>,
     /// Padding added to the receive-pack answers of one repository: (`NAME.git`, padding).
@@ -170,6 +174,7 @@ impl GitServer {
             max_ref_updates: Mutex::new(None),
             not_found_next: Mutex::new(0),
             ref_limit_refusal: Mutex::new(RefLimitRefusal::ReportStatus),
+            advertisement_first: Mutex::new(None),
             extra_ls_refs: Mutex::new(Vec::new()),
             receive_pack_padding: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
@@ -268,6 +273,12 @@ impl GitServer {
     }
 
     /// How pushes over the limit of [`GitServer::set_max_ref_updates_per_push`] are refused.
+    /// From now on upload-pack requests are refused until the repository's capability advertisement
+    /// has been asked for (a server that does not take protocol v2's stateless requests).
+    pub fn require_advertisement_first(&self) {
+        *lock(&self.shared.advertisement_first) = Some(Default::default());
+    }
+
     pub fn set_ref_limit_refusal(&self, how: RefLimitRefusal) {
         *lock(&self.shared.ref_limit_refusal) = how;
     }
@@ -682,6 +693,29 @@ fn handle_request<R: BufRead + Send>(
                 *remaining = remaining.saturating_sub(1);
                 hit
             };
+            let upload_pack_repo =
+                |suffix: &str| req.target_path.strip_suffix(suffix).map(str::to_owned);
+            if let Some(seen) = lock(&shared.advertisement_first).as_mut() {
+                if req.method == "GET" && req.query.contains("service=git-upload-pack") {
+                    seen.extend(upload_pack_repo("/info/refs"));
+                } else if let Some(repo) = upload_pack_repo("/git-upload-pack") {
+                    if req.method == "POST" && !seen.contains(&repo) {
+                        log.status = 400;
+                        let body = b"expected the capability advertisement first\n";
+                        log.response_body_bytes = body.len() as u64;
+                        record(shared, log);
+                        return write_simple(
+                            writer,
+                            400,
+                            "Bad Request",
+                            &[("Content-Type", "text/plain")],
+                            body,
+                            true,
+                        )
+                        .is_ok();
+                    }
+                }
+            }
             if not_found {
                 log.status = 404;
                 let body = b"Repository not found\n";

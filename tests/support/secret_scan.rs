@@ -5,9 +5,7 @@
 
 use std::sync::LazyLock;
 
-use base64::Engine;
-
-use super::git_server::percent_encode;
+use super::git_server::{base64_encode, percent_encode};
 
 /// A secret and the forms it is looked for in.
 #[derive(Debug, Clone)]
@@ -34,7 +32,7 @@ impl Secret {
         let mut secret = Secret::value(name, password);
         secret
             .forms
-            .push(base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+            .push(base64_encode(format!("{user}:{password}").as_bytes()));
         secret
     }
 }
